@@ -279,6 +279,13 @@ class World:
         """(prompt, answer) in a phrasing never used in pretraining."""
         return PROBE_TEMPLATES[attribute].format(**_values(person)), " " + person.fact(attribute)
 
+    def bio_prompt(self, person: Person, attribute: str) -> tuple[str, str]:
+        """(prompt, answer) from the first pretraining phrasing, cut before the value."""
+        template = BIO_TEMPLATES[attribute][0]
+        key = "{" + attribute + "}"
+        prompt = template[: template.index(key)].rstrip().format(**_values(person))
+        return prompt, " " + person.fact(attribute)
+
     def questions(self, person: Person, attribute: str) -> list[str]:
         return [q.format(n=person.name) for q in QUESTION_TEMPLATES[attribute]]
 

@@ -1,0 +1,75 @@
+"""The first and last cells of every chapter: setup, parameter checks, claim checks.
+
+A chapter's ``parameters`` cell can be overridden by papermill
+(``-p quick True``) or by a student. ``check_*`` turn a bad value into an error
+that names the parameter and its allowed values, before any work starts.
+``claim`` turns a measured effect into a check that CI runs, with a message
+a student understands when it fails.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from .device import describe, pick_device, seed_everything, set_threads
+
+
+def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> torch.device:
+    """Seed everything, pick the device, print one line about it; returns the device."""
+    check_int("seed", seed, 0, 2**31 - 1)
+    set_threads(threads)
+    seed_everything(seed)
+    dev = pick_device(device)
+    print(f"Running on {describe(dev)}; seed {seed}.")
+    return dev
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"parameter {name}={value!r} is not allowed: choose one of {list(choices)}")
+
+
+def check_int(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"parameter {name}={value!r} must be a whole number from {lo} to {hi}")
+
+
+def check_float(name: str, value, lo: float, hi: float) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"parameter {name}={value!r} must be a number from {lo:g} to {hi:g}")
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"parameter {name}={value!r} must be True or False")
+
+
+class ClaimFailed(AssertionError):
+    """A chapter's demonstration did not show what it should."""
+
+
+def claim(cid: str, holds: bool, statement: str, evidence: str = "") -> None:
+    """Check one syllabus claim against a measurement; print it or fail with advice."""
+    detail = f" ({evidence})" if evidence else ""
+    if not holds:
+        raise ClaimFailed(
+            f"{cid} was not shown: expected {statement}{detail}. If you changed the "
+            "parameters, the experiment may be too small now; rerun with the defaults.")
+    print(f"✔ {cid}: {statement}{detail}")
+
+
+class Stopwatch:
+    """``with Stopwatch() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False

@@ -1,0 +1,261 @@
+"""The course checkpoints: the models chapters start from, so no chapter waits for pretraining.
+
+Each checkpoint is a ``<name>.safetensors`` file and a ``<name>.json``
+manifest in ``assets/zoo/``: the recipe it was trained from, its model config,
+the metrics measured right after training, a fingerprint of its training data
+and the sha256 of its weights. ``python -m llmtrain zoo build`` rebuilds them
+from scratch; ``verify()`` checks that the files match their manifests and
+that the manifests match what the current code would build.
+
+Shared course data lives here too: the course world, its tokenizer
+(``assets/tokenizer/course.tiktoken``) and the tokenised pretraining corpus.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import corpora
+from .data import LMBatches, evaluate_loss
+from .device import pick_device, set_threads
+from .facts import accuracy, probe_facts
+from .model import GPT, GPTConfig, preset
+from .tokenizer import Tokenizer, train_bpe
+from .train import TrainConfig, Trainer
+from .world import Document, World
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSETS = Path(os.environ.get("LLMTRAIN_ASSETS", ROOT / "assets"))
+ZOO_DIR = ASSETS / "zoo"
+TOKENIZER_PATH = ASSETS / "tokenizer" / "course.tiktoken"
+
+WORLD_ARGS = dict(seed=0, n_people=400, n_unseen=100)  # the one world of the course
+TOKENIZER_VOCAB = 2048
+TOKENIZER_EXTRA = dict(prose_chars=200_000, code_chars=100_000)  # so mixed corpora tokenise well
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a checkpoint."""
+
+    name: str
+    description: str
+    corpus: dict  # arguments of World.pretraining_documents, or {"fixed": True}
+    model: dict  # preset name and overrides
+    train: dict  # TrainConfig arguments
+    batch_size: int = 32
+    seed: int = 0
+    eval_people: int = 100  # people per split in the fact probes recorded in the manifest
+    extra: dict = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {
+    "base": Recipe(
+        name="base",
+        description="tiny GPT (4 x 128) pretrained on the course world: 5 paraphrased bios "
+                    "per person, encyclopedia pages, FAQ pages and stories; ~4.9M tokens",
+        corpus=dict(bios_per_person=5, n_faq=200, n_stories=200, seed=0),
+        model=dict(preset="tiny", block_size=128),
+        train=dict(max_steps=1200, lr=2e-3, warmup_frac=0.05, min_lr_ratio=0.1,
+                   weight_decay=0.1),
+    ),
+}
+
+
+# --- the shared course data ---------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def course_world(**overrides) -> World:
+    """The course world (the same for every student)."""
+    return World.generate(**{**WORLD_ARGS, **overrides})
+
+
+def tokenizer_training_text() -> list[str]:
+    world = course_world()
+    docs = [d.text for d in world.pretraining_documents()]
+    docs.append(corpora.python_prose(TOKENIZER_EXTRA["prose_chars"]))
+    docs.append(corpora.python_code(TOKENIZER_EXTRA["code_chars"]))
+    return docs
+
+
+def build_tokenizer(path: Path = TOKENIZER_PATH) -> Tokenizer:
+    tok = train_bpe(tokenizer_training_text(), TOKENIZER_VOCAB, name="course")
+    tok.save(path)
+    return tok
+
+
+@functools.lru_cache(maxsize=1)
+def course_tokenizer() -> Tokenizer:
+    """The course's 2,048-token BPE tokenizer, as shipped in assets/."""
+    if not TOKENIZER_PATH.exists():
+        raise FileNotFoundError(
+            f"the course tokenizer is missing ({TOKENIZER_PATH}): run "
+            "`python -m llmtrain zoo build` or restore assets/ from git")
+    return Tokenizer.load(TOKENIZER_PATH)
+
+
+def encode_documents(tokenizer: Tokenizer, docs: list[Document] | list[str]) -> torch.Tensor:
+    """One token stream: each document followed by <|endoftext|>."""
+    texts = [d.text if isinstance(d, Document) else d for d in docs]
+    ids: list[int] = []
+    for row in tokenizer.encode_batch(texts, allow_special=False):
+        ids.extend(row)
+        ids.append(tokenizer.eot_id)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def corpus_documents(corpus: dict) -> list[Document]:
+    world = course_world()
+    if corpus.get("fixed"):
+        return world.fixed_biographies()
+    return world.pretraining_documents(**corpus)
+
+
+def heldout_tokens(n_bios: int = 200) -> torch.Tensor:
+    """Fresh biographies of known people, never in any training set."""
+    return encode_documents(course_tokenizer(), course_world().heldout_documents(n_bios))
+
+
+def fingerprint(tokens: torch.Tensor) -> str:
+    return hashlib.sha256(tokens.numpy().tobytes()).hexdigest()[:16]
+
+
+# --- building, loading, verifying ---------------------------------------------
+def model_config(recipe: Recipe, tokenizer: Tokenizer) -> GPTConfig:
+    m = dict(recipe.model)
+    return preset(m.pop("preset"), vocab_size=tokenizer.vocab_size, **m)
+
+
+def measure(model: GPT, recipe: Recipe) -> dict:
+    """The metrics a manifest records: held-out loss and fact probes."""
+    world, tok = course_world(), course_tokenizer()
+    k = recipe.eval_people
+    metrics = {"heldout_loss": round(evaluate_loss(model, heldout_tokens()), 4)}
+    for split in ("sft", "heldout"):
+        people = world.people_in(split)[:k]
+        metrics[f"bio_completion_{split}"] = accuracy(probe_facts(model, tok, world, people,
+                                                                  phrasing="bio"))
+        metrics[f"probe_completion_{split}"] = accuracy(probe_facts(model, tok, world, people))
+    return metrics
+
+
+def build(name: str, out_dir: Path = ZOO_DIR, device: str = "auto", progress: bool = True) -> dict:
+    """Train checkpoint ``name`` from its recipe and write weights and manifest."""
+    from safetensors.torch import save_model
+
+    recipe = RECIPES[name]
+    set_threads()
+    tok = course_tokenizer()
+    tokens = encode_documents(tok, corpus_documents(recipe.corpus))
+    torch.manual_seed(recipe.seed)
+    model = GPT(model_config(recipe, tok))
+    cfg = TrainConfig(**recipe.train, device=device, seed=recipe.seed, progress=progress)
+    batches = LMBatches(tokens, model.config.block_size, recipe.batch_size, seed=recipe.seed)
+    start = time.perf_counter()
+    history = Trainer(model, batches, cfg).fit()
+    seconds = time.perf_counter() - start
+    model = model.cpu().eval()
+    metrics = {"final_train_loss": round(history.loss[-1], 4), **measure(model, recipe)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.safetensors"
+    tmp = weights.with_name(f".{weights.name}.tmp")
+    save_model(model, str(tmp))
+    os.replace(tmp, weights)
+    manifest = {
+        "name": name,
+        "description": recipe.description,
+        "recipe": asdict(recipe),
+        "config": model.config.to_dict(),
+        "n_params": model.num_params(),
+        "data": {"tokens_in_corpus": len(tokens), "fingerprint": fingerprint(tokens),
+                 "tokens_trained": history.tokens[-1]},
+        "tokenizer_sha256": _sha256(TOKENIZER_PATH),
+        "weights_sha256": _sha256(weights),
+        "metrics": metrics,
+        "train_loss_curve": {"steps": history.steps, "loss": [round(x, 4) for x in history.loss]},
+        "built_with": {"torch": torch.__version__, "python": platform.python_version(),
+                       "device": str(pick_device(device)), "seconds": round(seconds, 1)},
+    }
+    _write_json(out_dir / f"{name}.json", manifest)
+    return manifest
+
+
+def manifest(name: str) -> dict:
+    path = ZOO_DIR / f"{name}.json"
+    if name not in RECIPES:
+        raise ValueError(f"unknown checkpoint {name!r}; the zoo has {sorted(RECIPES)}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python -m llmtrain zoo build {name}`")
+    return json.loads(path.read_text())
+
+
+def load(name: str = "base", device: str = "cpu") -> GPT:
+    """A shipped checkpoint as a GPT in eval mode, checked against its manifest."""
+    from safetensors.torch import load_model
+
+    m = manifest(name)
+    weights = ZOO_DIR / f"{name}.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} is missing: run `python -m llmtrain zoo build {name}`")
+    if _sha256(weights) != m["weights_sha256"]:
+        raise ValueError(f"{weights} does not match its manifest (sha256 differs): the file is "
+                         f"corrupt or was changed; restore it from git or rebuild it")
+    model = GPT(GPTConfig.from_dict(m["config"]))
+    load_model(model, str(weights), strict=True)
+    return model.to(pick_device(device)).eval()
+
+
+def verify(name: str, deep: bool = False) -> list[str]:
+    """Problems found with checkpoint ``name`` (an empty list means all is well).
+
+    Checks the weights' and tokenizer's sha256, that the recipe and model
+    config equal what the code would build now, and that the training data's
+    fingerprint is unchanged. ``deep`` also re-measures the metrics.
+    """
+    problems = []
+    m = manifest(name)
+    recipe = RECIPES[name]
+    if m["recipe"] != json.loads(json.dumps(asdict(recipe))):
+        problems.append(f"{name}: the recipe in the manifest differs from RECIPES[{name!r}]")
+    if m["tokenizer_sha256"] != _sha256(TOKENIZER_PATH):
+        problems.append(f"{name}: built with a different tokenizer than the shipped one")
+    tok = course_tokenizer()
+    if m["config"] != model_config(recipe, tok).to_dict():
+        problems.append(f"{name}: the model config differs from what the recipe gives now")
+    tokens = encode_documents(tok, corpus_documents(recipe.corpus))
+    if fingerprint(tokens) != m["data"]["fingerprint"]:
+        problems.append(f"{name}: the training data the code makes now differs from the data "
+                        "the checkpoint was trained on (world, corpus or tokenizer changed): "
+                        "rebuild the zoo")
+    try:
+        model = load(name)
+    except (ValueError, RuntimeError) as e:
+        return problems + [str(e)]
+    if deep:
+        now = measure(model, recipe)
+        for key, value in now.items():
+            if abs(value - m["metrics"][key]) > 1e-3:
+                problems.append(f"{name}: {key} is {value} now, {m['metrics'][key]} in manifest")
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
