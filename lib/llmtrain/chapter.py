@@ -29,7 +29,8 @@ def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> to
 
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"parameter {name}={value!r} is not allowed: choose one of {list(choices)}")
+        raise ValueError(
+            f"parameter {name}={value!r} is not allowed: choose one of {list(choices)}")
 
 
 def check_int(name: str, value, lo: int, hi: int) -> None:

@@ -46,7 +46,8 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
             f"unknown device {device!r}: use one of 'auto', 'cpu', 'cuda' (or 'cuda:N'), 'mps'"
         )
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but no CUDA GPU is visible: use 'auto' or 'cpu'")
+        raise ValueError(
+            "device='cuda' was asked for but no CUDA GPU is visible: use 'auto' or 'cpu'")
     if kind == "mps" and not _mps_available():
         raise ValueError("device='mps' was asked for but MPS is not available: use 'auto' or 'cpu'")
     return torch.device(name)

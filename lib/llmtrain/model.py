@@ -206,7 +206,8 @@ class GPT(nn.Module):
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
             raise ValueError(
                 f"token ids must be in [0, {self.config.vocab_size}); got range "
-                f"[{int(idx.min())}, {int(idx.max())}]: was the text encoded with another tokenizer?"
+                f"[{int(idx.min())}, {int(idx.max())}]: "
+                "was the text encoded with another tokenizer?"
             )
         mask, pos = None, None
         if attention_mask is None:

@@ -1,0 +1,64 @@
+"""The shipped checkpoints match their manifests and what the code builds now."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from llmtrain import zoo
+from llmtrain.tokenizer import train_bpe
+
+
+def test_tokenizer_is_what_the_code_trains():
+    shipped = zoo.course_tokenizer()
+    fresh = train_bpe(zoo.tokenizer_training_text(), zoo.TOKENIZER_VOCAB, name="course")
+    assert fresh.encoding._mergeable_ranks == shipped.encoding._mergeable_ranks
+    assert fresh.encoding._special_tokens == shipped.encoding._special_tokens
+
+
+@pytest.mark.parametrize("name", sorted(zoo.RECIPES))
+def test_checkpoint_verifies(name):
+    assert zoo.verify(name) == []
+
+
+@pytest.mark.parametrize("name", sorted(zoo.RECIPES))
+def test_checkpoint_loads_and_reproduces_its_heldout_loss(name):
+    model = zoo.load(name)
+    from llmtrain.data import evaluate_loss
+
+    loss = evaluate_loss(model, zoo.heldout_tokens())
+    assert loss == pytest.approx(zoo.manifest(name)["metrics"]["heldout_loss"], abs=2e-3)
+
+
+def test_corrupt_weights_are_detected(tmp_path, monkeypatch):
+    import shutil
+
+    for f in zoo.ZOO_DIR.glob("base.*"):
+        shutil.copy(f, tmp_path / f.name)
+    weights = tmp_path / "base.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    with pytest.raises(ValueError, match="does not match its manifest"):
+        zoo.load("base")
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="zoo build"):
+        zoo.load("base")
+
+
+def test_base_model_knows_its_world():
+    m = zoo.manifest("base")["metrics"]
+    assert m["bio_completion_heldout"] > 0.7, "the base model should complete its own bios"
+    assert m["heldout_loss"] < 1.5
+
+
+def test_unknown_checkpoint():
+    with pytest.raises(ValueError, match="unknown checkpoint"):
+        zoo.manifest("huge")
+
+
+def test_encode_documents_ends_each_with_eot():
+    tok = zoo.course_tokenizer()
+    ids = zoo.encode_documents(tok, ["a b", "c"])
+    assert ids.dtype == torch.long
+    assert (ids == tok.eot_id).sum() == 2 and ids[-1] == tok.eot_id
