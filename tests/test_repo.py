@@ -36,3 +36,12 @@ def test_ci_runs_exactly_the_readme_commands():
 def test_assets_stay_small():
     total = sum(p.stat().st_size for p in (ROOT / "assets").rglob("*") if p.is_file())
     assert total < 30e6, f"assets/ is {total / 1e6:.1f} MB; keep it under 30 MB"
+
+
+def test_code_and_notebooks_pass_ruff():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "lib", "tests", "benchmarks", "chapters"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]
