@@ -137,13 +137,14 @@ def model_config(recipe: Recipe, tokenizer: Tokenizer) -> GPTConfig:
 def measure(model: GPT, recipe: Recipe) -> dict:
     """The metrics a manifest records: held-out loss and fact probes."""
     world, tok = course_world(), course_tokenizer()
+    docs = corpus_documents(recipe.corpus)
     k = recipe.eval_people
     metrics = {"heldout_loss": round(evaluate_loss(model, heldout_tokens()), 4)}
     for split in ("sft", "heldout"):
         people = world.people_in(split)[:k]
-        metrics[f"bio_completion_{split}"] = accuracy(probe_facts(model, tok, world, people,
-                                                                  phrasing="bio"))
-        metrics[f"probe_completion_{split}"] = accuracy(probe_facts(model, tok, world, people))
+        for phrasing in ("bio", "probe"):
+            checks = probe_facts(model, tok, world, people, phrasing=phrasing, documents=docs)
+            metrics[f"{phrasing}_completion_{split}"] = round(accuracy(checks), 4)
     return metrics
 
 
@@ -186,6 +187,15 @@ def build(name: str, out_dir: Path = ZOO_DIR, device: str = "auto", progress: bo
     }
     _write_json(out_dir / f"{name}.json", manifest)
     return manifest
+
+
+def remeasure(name: str) -> dict:
+    """Re-measure a shipped checkpoint's metrics with the current code; update its manifest."""
+    m = manifest(name)
+    m["metrics"] = {"final_train_loss": m["metrics"]["final_train_loss"],
+                    **measure(load(name), RECIPES[name])}
+    _write_json(ZOO_DIR / f"{name}.json", m)
+    return m["metrics"]
 
 
 def manifest(name: str) -> dict:
