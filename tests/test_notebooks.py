@@ -12,6 +12,7 @@ import re
 import nbformat
 import papermill
 import pytest
+
 from llmtrain import cli
 
 from .conftest import CHAPTERS, ROOT
@@ -56,7 +57,8 @@ def test_chapter_is_well_formed(path):
 def test_chapter_runs_quick_with_papermill(path, tmp_path):
     out = tmp_path / path.name
     papermill.execute_notebook(str(path), str(out), parameters={"quick": True},
-                               kernel_name="python3", progress_bar=False, cwd=str(CHAPTERS))
+                               kernel_name="python3", progress_bar=False, cwd=str(CHAPTERS),
+                               execution_timeout=300)
     nb = nbformat.read(out, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "quick = True" in injected[0].source
