@@ -42,6 +42,7 @@ def test_code_and_notebooks_pass_ruff():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "lib", "tests", "benchmarks", "chapters"],
+    paths = ["lib", "tests", "benchmarks", "chapters"]
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", *paths],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]
