@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from llmtrain import chapter, device, losses
 from llmtrain.data import LMBatches, bits_per_byte, evaluate_loss, heldout_windows
 

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from llmtrain.corpora import (
     describe,
     load_text_file,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llmtrain.model import GPT, GPTConfig, preset, sample_next, token_logprobs
 
 

@@ -55,10 +55,8 @@ def test_chapter_is_well_formed(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_chapter_runs_quick_with_papermill(path, tmp_path):
+    cli.run_chapter(path, tmp_path, {"quick": True}, timeout=300)
     out = tmp_path / path.name
-    papermill.execute_notebook(str(path), str(out), parameters={"quick": True},
-                               kernel_name="python3", progress_bar=False, cwd=str(CHAPTERS),
-                               execution_timeout=300)
     nb = nbformat.read(out, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "quick = True" in injected[0].source

@@ -11,6 +11,7 @@ from pydoc_data.topics import topics
 import pytest
 import tiktoken
 import tiktoken.load
+
 from llmtrain.tokenizer import (
     CL100K_PATTERN,
     GPT2_PATTERN,

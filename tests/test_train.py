@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+
 from llmtrain.data import LMBatches
 from llmtrain.model import GPT, preset
 from llmtrain.train import (

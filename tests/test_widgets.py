@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+
 from llmtrain.data import LMBatches
 from llmtrain.model import GPT, preset
 from llmtrain.plots import LiveLossPlot, new_axes

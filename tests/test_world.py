@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from llmtrain.world import ATTRIBUTES, BIO_TEMPLATES, PROBE_TEMPLATES, World
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llmtrain import zoo
 from llmtrain.tokenizer import train_bpe
 

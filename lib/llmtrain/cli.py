@@ -46,10 +46,41 @@ def check_parameters(notebook: Path, params: dict) -> None:
                          f"its parameters are {sorted(known)}")
 
 
+def _poll_shell_in_slices() -> None:
+    """Work around lost wake-ups in jupyter_client's asyncio channels (nbclient issue 312).
+
+    With widgets in a cell, the kernel's execute reply sometimes arrives without
+    waking the waiting poll, and papermill then waits for the whole timeout (or
+    forever). Polling in half-second slices picks the reply up at the next slice.
+    """
+    from queue import Empty
+
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    if getattr(AsyncZMQSocketChannel.get_msg, "_sliced", False):
+        return
+    original = AsyncZMQSocketChannel.get_msg
+
+    async def get_msg(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await original(self, timeout=min(0.5, left))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    get_msg._sliced = True
+    AsyncZMQSocketChannel.get_msg = get_msg
+
+
 def run_chapter(notebook: Path, out_dir: Path, params: dict, timeout: int = 600) -> float:
+    """Execute a chapter with papermill into ``out_dir``; returns the seconds it took."""
     import papermill
 
     check_parameters(notebook, params)
+    _poll_shell_in_slices()
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     papermill.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters=params,

@@ -65,7 +65,6 @@ class Playground:
         self.last_result = result
         fig, text = _split(result)
         self.last_text = text
-        # not clear_output(wait=True): under papermill/nbclient that deadlocks now and then
         self.out.clear_output()
         with self.out:
             if text:
