@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,3 @@ def _seed():
     torch.manual_seed(0)
     yield
 
-
-def pytest_configure(config):
-    os.environ.setdefault("LLMTRAIN_PROGRESS", "0")
