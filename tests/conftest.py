@@ -1,4 +1,4 @@
-"""Shared test settings: small thread count, fixed seeds, paths."""
+"""Shared test settings: a fixed seed for every test, and the repository paths."""
 
 from __future__ import annotations
 
