@@ -57,19 +57,18 @@ def phrasing_prompts(world: World, person: Person, attribute: str,
     return out
 
 
-_TEXT_CACHE: dict[int, dict[str, str]] = {}
+_last_corpus: list = [None, {}]  # (the documents list, its text per person): one entry
 
 
 def _text_about(documents: list[Document]) -> dict[str, str]:
-    key = id(documents)
-    if key not in _TEXT_CACHE:
+    """All text about each person in ``documents`` (cached for the last list seen)."""
+    if _last_corpus[0] is not documents:  # identity, not id(): a freed id can be reused
         about: dict[str, list[str]] = defaultdict(list)
         for d in documents:
             if d.about:
                 about[d.about].append(d.text)
-        _TEXT_CACHE.clear()
-        _TEXT_CACHE[key] = {name: "\n".join(texts) for name, texts in about.items()}
-    return _TEXT_CACHE[key]
+        _last_corpus[:] = [documents, {name: "\n".join(t) for name, t in about.items()}]
+    return _last_corpus[1]
 
 
 def probe_facts(model, tokenizer, world: World, people: list[Person],

@@ -18,7 +18,7 @@ References: Radford et al. 2019 (GPT-2); Vaswani et al. 2017 (attention).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -352,7 +352,3 @@ def token_logprobs(
         logp = logp * attention_mask[:, 1:].to(logp.dtype)
     return logp
 
-
-def with_config(config: GPTConfig, **changes) -> GPTConfig:
-    """A copy of ``config`` with some fields changed (configs are immutable)."""
-    return replace(config, **changes)
