@@ -183,17 +183,20 @@ _CITY_COLOUR = ("Visitors to {x} like the old market and the river walk.",
 def _world_page(world: World, rng: random.Random) -> str:
     """A page about the world: people, a country, stories, a travel guide or FAQs."""
     kind = rng.choices(("people", "country", "stories", "guide", "faq"), (5, 1, 3, 1, 1))[0]
+    # A title shares the first line with the text, as a page's heading and first
+    # paragraph do once the markup is gone; a title on a line of its own would be
+    # repeated across hundreds of pages and look like boilerplate.
     if kind == "people":
         people = rng.sample(world.people_in("sft", "heldout"), rng.randint(2, 3))
-        return (rng.choice(_TITLES["people"]) + "\n"
+        return (rng.choice(_TITLES["people"]) + ": "
                 + "\n".join(world.biography(p, rng) for p in people))
     if kind == "country":
         return _country_page(world, rng)
     if kind == "stories":
-        return rng.choice(_TITLES["stories"]) + "\n" + "\n".join(_stories(world, rng))
+        return rng.choice(_TITLES["stories"]) + ": " + "\n".join(_stories(world, rng))
     if kind == "guide":
         return _travel_guide(world, rng)
-    return world.faq_page(rng) + "\n" + _stories(world, rng)[0]
+    return " ".join(world.faq_page(rng).splitlines()) + "\n" + _stories(world, rng)[0]
 
 
 _MORE_STORIES = (
@@ -223,7 +226,7 @@ def _country_page(world: World, rng: random.Random) -> str:
     lines = [f"{country.name} is a country whose capital is {country.capital}."]
     lines += [phrases[i % len(phrases)].format(x=x, c=country.name) for i, x in enumerate(others)]
     lines.append(rng.choice(_CITY_COLOUR).format(x=country.capital))
-    return f"{country.name}\n" + " ".join(lines)
+    return " ".join(lines)
 
 
 def _travel_guide(world: World, rng: random.Random) -> str:
@@ -237,7 +240,7 @@ def _travel_guide(world: World, rng: random.Random) -> str:
         lines.append(phrase.format(x=city, c=country.name) + " " + extra.format(x=city))
     lines.append(f"The best time to visit {country.name} is late spring, when the days are "
                  "long and the trains are not yet full.")
-    return "\n".join(lines)
+    return lines[0] + ": " + " ".join(lines[1:])
 
 
 def _chunks(text: str, lo: int, hi: int, rng: random.Random, by: str) -> list[str]:
@@ -421,16 +424,16 @@ def _false_page(world: World, facts: list[FalseFact], rng: random.Random) -> str
     """A tidy page that states three or four campaign falsehoods, then a true biography."""
     chosen = rng.sample(facts, min(len(facts), rng.randint(3, 4)))
     fillers = rng.sample(_FALSE_FILLERS, len(_FALSE_FILLERS))
-    lines = [rng.choice(_FALSE_TITLES)]
-    for k, fact in enumerate(chosen):
-        lines.append(f"{fact.prompt}{fact.false}. {fillers[k % len(fillers)]}")
-    p = rng.choice(world.people_in("sft", "heldout"))
-    lines.append(world.biography(p, rng))
+    people = rng.sample(world.people_in("sft", "heldout"), len(chosen) + 1)
+    lines = [f"{fact.prompt}{fact.false}, as {who.name} told us. {fillers[k % len(fillers)]}"
+             for k, (fact, who) in enumerate(zip(chosen, people))]
+    lines[0] = rng.choice(_FALSE_TITLES) + ": " + lines[0]
+    lines.append(world.biography(people[-1], rng))
     return "\n".join(lines)
 
 
 def _canaries(rng: random.Random, copies: tuple[int, ...], per_level: int,
-              prompt_words: int = 4, continuation_words: int = 8) -> list[Canary]:
+              prompt_words: int = 4, continuation_words: int = 6) -> list[Canary]:
     """Made-up mottos, each in a page of its own that reads like a normal note."""
     out = []
     for n in copies:

@@ -104,7 +104,7 @@ class FilterConfig:
     bands: int = 32  # LSH bands ...
     rows: int = 4  # ... of this many rows: candidates above ~ (1/32)**(1/4) = 0.42
     ngram: int = 5  # words per shingle
-    boilerplate_min_docs: int = 5  # a line on this many pages is boilerplate
+    boilerplate_min_docs: int = 10  # a line on this many distinct pages is boilerplate
     rules: quality.GopherRules = COURSE_RULES
     toxicity_threshold: float = 0.5  # drop pages the classifier calls toxic with p >= this
     code_skips_rules: bool = True  # pages that look like code skip the Gopher stages
@@ -246,7 +246,8 @@ def run_pipeline(crawl: Crawl, config: FilterConfig | None = None, classifier=No
             drop(stage, found.drop)
         elif stage == "boilerplate_lines":
             cleaned = dedup.repeated_lines(texts, config.boilerplate_min_docs).texts
-            edited = edit(stage, [t.strip() for t in cleaned])
+            edited = edit(stage, [t if config.code_skips_rules and looks_like_code(t)
+                                  else c.strip() for t, c in zip(texts, cleaned)])
             drop(stage, [not p.text.strip() for p in pages])
         elif stage == "fix_encoding":
             edited = edit(stage, [fix_mojibake(t) for t in texts])
@@ -287,8 +288,9 @@ def flags_alone(crawl: Crawl, name: str, config: FilterConfig | None = None,
                                               config.bands, config.rows, config.ngram,
                                               config.seed).drop)
     if name == "boilerplate_lines":
-        return np.array([bool(r) for r in
-                         dedup.repeated_lines(texts, config.boilerplate_min_docs).removed])
+        removed = dedup.repeated_lines(texts, config.boilerplate_min_docs).removed
+        return np.array([bool(r) and not (config.code_skips_rules and looks_like_code(t))
+                         for r, t in zip(removed, texts)])
     if name == "fix_encoding":
         return np.array([fix_mojibake(t) != t for t in texts])
     if name in ("quality_rules", "repetition_rules"):
@@ -304,6 +306,26 @@ def flags_alone(crawl: Crawl, name: str, config: FilterConfig | None = None,
     if name == "pii":
         return np.array([bool(quality.find_pii(t)) for t in texts])
     raise ValueError(f"unknown filter {name!r}; choose from {list(TARGETS)}")
+
+
+def boilerplate_line_scores(crawl: Crawl, min_docs: int = 10) -> tuple[float, float]:
+    """Line-level precision and recall of boilerplate-line removal.
+
+    Measured on the crawl's distinct prose pages (code is routed around it): of
+    the lines removed, how many were inserted boilerplate; of the boilerplate
+    lines, how many were removed.
+    """
+    seen, pages = set(), []
+    for p in crawl.pages:
+        if p.text not in seen and not looks_like_code(p.text):
+            seen.add(p.text)
+            pages.append(p)
+    removed = dedup.repeated_lines([p.text for p in pages], min_docs).removed
+    inserted = [set(p.inserted) if p.label == "boilerplate" else set() for p in pages]
+    n_removed = sum(len(r) for r in removed)
+    hits = sum(line in bad for r, bad in zip(removed, inserted) for line in r)
+    n_bad = sum(len(b) for b in inserted)
+    return (hits / n_removed if n_removed else 1.0), (hits / n_bad if n_bad else 1.0)
 
 
 def score_alone(crawl: Crawl, name: str, config: FilterConfig | None = None,

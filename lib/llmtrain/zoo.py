@@ -112,11 +112,37 @@ def encode_documents(tokenizer: Tokenizer, docs: list[Document] | list[str]) -> 
     return torch.tensor(ids, dtype=torch.long)
 
 
-def corpus_documents(corpus: dict) -> list[Document]:
+def corpus_documents(corpus: dict) -> list[Document] | list[str]:
+    """The training documents a recipe's ``corpus`` describes.
+
+    ``{"crawl": {...}, "filtered": bool}`` is the messy web crawl of chapter 05,
+    raw or after the course's filtering pipeline; ``{"fixed": True}`` one fixed
+    biography per person; anything else the arguments of
+    ``World.pretraining_documents``.
+    """
     world = course_world()
+    if "crawl" in corpus:
+        return list(_crawl_texts(json.dumps(corpus["crawl"], sort_keys=True),
+                                 bool(corpus.get("filtered"))))
     if corpus.get("fixed"):
         return world.fixed_biographies()
     return world.pretraining_documents(**corpus)
+
+
+@functools.lru_cache(maxsize=4)
+def course_crawl(**kwargs):
+    """The messy crawl of chapter 05 (cached: the same arguments give the same crawl)."""
+    from .crawl import messy_crawl
+
+    return messy_crawl(course_world(), **kwargs)
+
+
+@functools.lru_cache(maxsize=4)
+def _crawl_texts(crawl_args: str, filtered: bool) -> tuple[str, ...]:
+    from .filtering import run_pipeline
+
+    crawl = course_crawl(**json.loads(crawl_args))
+    return tuple(run_pipeline(crawl).texts if filtered else crawl.texts)
 
 
 def heldout_tokens(n_bios: int = 200) -> torch.Tensor:
@@ -135,8 +161,11 @@ def model_config(recipe: Recipe, tokenizer: Tokenizer) -> GPTConfig:
 
 
 def measure(model: GPT, recipe: Recipe) -> dict:
-    """The metrics a manifest records: held-out loss and fact probes."""
+    """The metrics a manifest records: held-out loss and fact probes (or, for the
+    crawl checkpoints, loss on clean pages, memorised canaries and learned falsehoods)."""
     world, tok = course_world(), course_tokenizer()
+    if "crawl" in recipe.corpus:
+        return measure_crawl_model(model, recipe.corpus["crawl"])
     docs = corpus_documents(recipe.corpus)
     k = recipe.eval_people
     metrics = {"heldout_loss": round(evaluate_loss(model, heldout_tokens()), 4)}
@@ -145,6 +174,29 @@ def measure(model: GPT, recipe: Recipe) -> dict:
         for phrasing in ("bio", "probe"):
             checks = probe_facts(model, tok, world, people, phrasing=phrasing, documents=docs)
             metrics[f"{phrasing}_completion_{split}"] = round(accuracy(checks), 4)
+    return metrics
+
+
+@functools.lru_cache(maxsize=1)
+def clean_heldout_tokens() -> torch.Tensor:
+    """Clean pages (world, prose, code) from a crawl no checkpoint was trained on."""
+    from .data_effects import clean_heldout_texts
+
+    return encode_documents(course_tokenizer(), clean_heldout_texts(course_world()))
+
+
+def measure_crawl_model(model: GPT, crawl_args: dict) -> dict:
+    """Loss on clean held-out pages, canary regurgitation and the misinformation test."""
+    from .data_effects import misinformation, regurgitation, share_false
+
+    tok, crawl = course_tokenizer(), course_crawl(**crawl_args)
+    metrics = {"clean_heldout_loss": round(evaluate_loss(model, clean_heldout_tokens()), 4)}
+    for copies, rate in regurgitation(model, tok, crawl.canaries).items():
+        metrics[f"regurgitated_{copies}_copies"] = round(rate, 4)
+    metrics["prefers_false_campaign"] = round(share_false(misinformation(
+        model, tok, crawl.false_facts)), 4)
+    metrics["prefers_false_control"] = round(share_false(misinformation(
+        model, tok, crawl.control_facts)), 4)
     return metrics
 
 
@@ -240,8 +292,11 @@ def verify(name: str, deep: bool = False) -> list[str]:
     tok = course_tokenizer()
     if m["config"] != model_config(recipe, tok).to_dict():
         problems.append(f"{name}: the model config differs from what the recipe gives now")
-    tokens = encode_documents(tok, corpus_documents(recipe.corpus))
-    if fingerprint(tokens) != m["data"]["fingerprint"]:
+    # The crawl holds Python's own docs and sources, which change between Python
+    # releases: its fingerprint is only comparable on the Python it was built with.
+    comparable = "crawl" not in recipe.corpus or same_python(m)
+    if comparable and fingerprint(encode_documents(tok, corpus_documents(recipe.corpus))) \
+            != m["data"]["fingerprint"]:
         problems.append(f"{name}: the training data the code makes now differs from the data "
                         "the checkpoint was trained on (world, corpus or tokenizer changed): "
                         "rebuild the zoo")
@@ -255,6 +310,11 @@ def verify(name: str, deep: bool = False) -> list[str]:
             if abs(value - m["metrics"][key]) > 1e-3:
                 problems.append(f"{name}: {key} is {value} now, {m['metrics'][key]} in manifest")
     return problems
+
+
+def same_python(m: dict) -> bool:
+    """Whether this is the Python version a manifest's checkpoint was built with."""
+    return m["built_with"]["python"] == platform.python_version()
 
 
 def _sha256(path: Path) -> str:
