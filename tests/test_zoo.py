@@ -70,3 +70,20 @@ def test_encode_documents_ends_each_with_eot():
     ids = zoo.encode_documents(tok, ["a b", "c"])
     assert ids.dtype == torch.long
     assert (ids == tok.eot_id).sum() == 2 and ids[-1] == tok.eot_id
+
+
+def test_crawl_models_show_the_effects_of_filtering():
+    raw = zoo.manifest("crawl-raw")["metrics"]
+    filtered = zoo.manifest("crawl-filtered")["metrics"]
+    assert filtered["clean_heldout_loss"] < raw["clean_heldout_loss"]
+    assert raw["regurgitated_100_copies"] > raw["regurgitated_1_copies"]
+    assert filtered["regurgitated_100_copies"] < raw["regurgitated_100_copies"]
+    assert filtered["prefers_false_campaign"] > filtered["prefers_false_control"]
+
+
+def test_crawl_recipes_share_everything_but_the_filter():
+    raw, filtered = zoo.RECIPES["crawl-raw"], zoo.RECIPES["crawl-filtered"]
+    assert raw.corpus["crawl"] == filtered.corpus["crawl"]
+    assert (raw.model, raw.train, raw.batch_size, raw.seed) == (
+        filtered.model, filtered.train, filtered.batch_size, filtered.seed)
+    assert not raw.corpus["filtered"] and filtered.corpus["filtered"]

@@ -265,7 +265,11 @@ def _chunks(text: str, lo: int, hi: int, rng: random.Random, by: str) -> list[st
 
 def source_pages(world: World, n: int, seed: int = 0,
                  sources: dict[str, float] | None = None) -> list[tuple[str, str]]:
-    """``n`` clean pages as (source, text): world pages, documentation prose, code."""
+    """``n`` clean pages as (source, text): world pages, documentation prose, code.
+
+    Each piece of prose or code is used at most once; when a corpus runs out,
+    world pages take its place.
+    """
     sources = dict(DEFAULT_SOURCES if sources is None else sources)
     if set(sources) - set(DEFAULT_SOURCES) or any(v < 0 for v in sources.values()) \
             or sum(sources.values()) <= 0:
@@ -285,12 +289,11 @@ def source_pages(world: World, n: int, seed: int = 0,
     out, used = [], {"prose": 0, "code": 0}
     for _ in range(n):
         src = rng.choices(names, [sources[k] for k in names])[0]
-        if src == "world":
-            out.append(("world", _world_page(world, rng)))
-        else:
-            items = pool[src]
-            out.append((src, items[used[src] % len(items)]))
+        if src != "world" and used[src] < len(pool[src]):
+            out.append((src, pool[src][used[src]]))
             used[src] += 1
+        else:  # world pages never run out; a used-up corpus is not repeated as "clean"
+            out.append(("world", _world_page(world, rng)))
     return out
 
 
@@ -531,17 +534,21 @@ def messy_crawl(world: World, n_pages: int = 2000, seed: int = 0,
     rng.shuffle(slots)
     placed = [0] * len(all_groups)  # members of each group placed so far
     first: dict[int, int] = {}  # group -> id of its first page
+    by_text: dict[str, int] = {}  # text -> id of the first page with it
     pages = []
     for pid, gi in enumerate(slots):
         g, k = all_groups[gi], placed[gi]
         text, label, src, inserted = g[k]
+        original = first[gi] if k else None
         if k == 0:
             first[gi] = pid
         elif src == "canary":
             label = "duplicate"
+        if label == "clean" and text in by_text:  # two sources happened to write the same page
+            label, original = "duplicate", by_text[text]
+        by_text.setdefault(text, pid)
         copies = len(g) if src == "canary" else 0
-        pages.append(Page(pid, _url(rng, src), text, label, src,
-                          first[gi] if k else None, inserted, copies))
+        pages.append(Page(pid, _url(rng, src), text, label, src, original, inserted, copies))
         placed[gi] += 1
     return Crawl(pages, canaries, false_facts, control_facts, seed,
                  meta=dict(n_pages=n_pages, rates=rates, canary_copies=tuple(canary_copies)))

@@ -166,3 +166,53 @@ def s_curve_plot(rows: int, bands: int, measured: dict[float, float] | None = No
                label=f"threshold ~ (1/b)^(1/r) = {dedup.lsh_threshold(rows, bands):.2f}")
     ax.legend(fontsize=8)
     return ax
+
+
+def measure_s_curve(rows: int, bands: int, similarities, n_pairs: int = 150, n_words: int = 100,
+                    seed: int = 0) -> dict[float, float]:
+    """How often LSH makes a pair a candidate, for pairs of known Jaccard similarity.
+
+    Each pair is two lists of distinct made-up words that overlap just enough to
+    have Jaccard similarity ``s`` (single-word shingles, so the sets are exact).
+    """
+    rng = np.random.default_rng(seed)
+    hasher = dedup.MinHasher(num_perm=rows * bands, ngram=1, seed=seed)
+    lsh = dedup.LSH(bands, rows)
+    out = {}
+    for s in similarities:
+        # |A & B| = k, |A | B| = 2n - k, so k = 2ns / (1 + s)
+        k = int(round(2 * n_words * s / (1 + s)))
+        texts = []
+        for _ in range(n_pairs):
+            words = [f"w{x}" for x in rng.choice(10**9, size=2 * n_words - k, replace=False)]
+            texts += [" ".join(words[:n_words]), " ".join(words[n_words - k:])]
+        pairs = lsh.candidate_pairs(hasher.signatures(texts))
+        out[float(s)] = sum((2 * i, 2 * i + 1) in pairs for i in range(n_pairs)) / n_pairs
+    return out
+
+
+def threshold_playground(crawl: Crawl, signals: dict):
+    """A dropdown of signals and a threshold slider that follows the chosen signal."""
+    import ipywidgets as W
+
+    from .widgets import Playground
+
+    names = list(SIGNALS)
+    first = SIGNALS[names[0]]
+    choice = W.Dropdown(options=names, value=names[0], description="signal")
+    threshold = W.FloatSlider(value=first.default, min=first.lo, max=first.hi, step=first.step,
+                              description="threshold", continuous_update=False)
+
+    def follow(change):  # registered before the Playground's observer, so it runs first
+        s = SIGNALS[change["new"]]
+        threshold.min = min(s.lo, threshold.min)
+        threshold.max = s.hi
+        threshold.min = s.lo
+        threshold.step = s.step
+        threshold.value = s.default
+
+    choice.observe(follow, names="value")
+    return Playground(lambda signal, threshold: threshold_view(crawl, signals, signal, threshold),
+                      {"signal": choice, "threshold": threshold},
+                      title="Move a threshold: what does the filter catch, and what does it "
+                            "throw away by mistake?")

@@ -68,6 +68,18 @@ RECIPES: dict[str, Recipe] = {
         train=dict(max_steps=1200, lr=2e-3, warmup_frac=0.05, min_lr_ratio=0.1,
                    weight_decay=0.1),
     ),
+    # Chapter 05: one model, one token budget (about two passes over the raw crawl),
+    # two datasets: the messy crawl as crawled, and the same crawl after the course's
+    # filtering pipeline with its default settings.
+    **{f"crawl-{kind}": Recipe(
+        name=f"crawl-{kind}",
+        description=f"tiny GPT (4 x 128) trained on the {kind} messy crawl of chapter 05 "
+                    "(6,000 pages plus canaries); ~3.1M tokens",
+        corpus=dict(crawl=dict(n_pages=6000, seed=0), filtered=kind == "filtered"),
+        model=dict(preset="tiny", block_size=128),
+        train=dict(max_steps=750, lr=2e-3, warmup_frac=0.05, min_lr_ratio=0.1,
+                   weight_decay=0.1),
+    ) for kind in ("raw", "filtered")},
 }
 
 

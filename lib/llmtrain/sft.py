@@ -1,0 +1,363 @@
+"""Supervised fine-tuning (SFT): teaching a base model to answer questions.
+
+A pretrained model continues text. Asked "When was Kalo Mira born?" the
+course's base model writes more questions, because questions in its corpus
+come in lists (FAQ pages). SFT trains on conversations written in a *chat
+template*, so the model learns where a question ends and an answer begins.
+
+The chat template (no spaces or newlines around the special tokens; each
+special token is one token id)::
+
+    <|user|>{question}<|end|><|assistant|>{answer}<|end|>
+
+with an optional system message in front: ``<|system|>{system}<|end|>``.
+``chat_prompt`` is everything up to ``<|assistant|>``: the model is asked to
+write the answer and close it with ``<|end|>``.
+
+Loss masking: the loss counts only the tokens the assistant should write
+(the answer and its closing ``<|end|>``), not the question. ``mask_prompt=False``
+counts the prompt too, for the comparison in chapter 06.
+
+Label convention (the same as ``data.LMBatches``, where ``x = window[:-1]`` and
+``y = window[1:]``): labels are *already shifted*. ``labels[t]`` is the token
+that should follow ``ids[t]``, so ``next_token_loss(model(ids), labels)`` needs
+no further shifting. Positions that do not count hold ``losses.IGNORE_INDEX``.
+
+Instruction data comes from the course world (``qa_examples``): questions
+about the "sft" people with their true answers, so every answer a model gives
+later can be checked against the truth (``answer_is_correct``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .data import to_tensor
+from .generation import complete
+from .losses import IGNORE_INDEX
+from .tokenizer import SPECIAL_TOKENS, Tokenizer
+from .world import ATTRIBUTES, Person, World, _values
+
+SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
+
+# One answer sentence per attribute. Each repeats the name and contains the
+# true value exactly as ``Person.fact`` writes it.
+ANSWER_TEMPLATES: dict[str, str] = {
+    "birth_date": "{n} was born on {birth_date}.",
+    "birth_city": "{n} was born in {birth_city}.",
+    "university": "{n} studied at {university}.",
+    "field": "{n} majored in {field}.",
+    "employer": "{n} works for {employer}.",
+}
+STYLES = ("sentence", "short")
+
+# First words that make a line a question rather than an answer.
+_QUESTION_WORDS = frozenset(
+    "when where which what who whom whose why how is are was were do does did can could "
+    "will would should".split()
+)
+
+
+# --- the chat template ---------------------------------------------------------
+def chat_prompt(question: str, system: str | None = None) -> str:
+    """The text the model sees before it answers.
+
+    ``chat_prompt("When was Kalo Mira born?")`` is
+    ``"<|user|>When was Kalo Mira born?<|end|><|assistant|>"``; with a system
+    message, ``"<|system|>{system}<|end|>"`` comes first.
+    """
+    head = "" if system is None else f"{SYSTEM}{system}{END}"
+    return f"{head}{USER}{question}{END}{ASSISTANT}"
+
+
+def chat_text(question: str, answer: str, system: str | None = None) -> str:
+    """A whole conversation: the prompt, the answer and the closing ``<|end|>``."""
+    return f"{chat_prompt(question, system)}{answer}{END}"
+
+
+def _encode_prompt(tokenizer: Tokenizer, question: str, system: str | None) -> list[int]:
+    # Text is encoded as plain text, so a question that happens to contain "<|end|>"
+    # cannot inject a special token; the special tokens are added as ids.
+    ids: list[int] = []
+    if system is not None:
+        ids += [tokenizer.system_id, *tokenizer.encode(system, allow_special=False),
+                tokenizer.end_id]
+    ids += [tokenizer.user_id, *tokenizer.encode(question, allow_special=False),
+            tokenizer.end_id, tokenizer.assistant_id]
+    return ids
+
+
+def encode_example(
+    tokenizer: Tokenizer,
+    question: str,
+    answer: str,
+    system: str | None = None,
+    mask_prompt: bool = True,
+) -> tuple[list[int], list[int]]:
+    """Token ids of one conversation and its labels, both of length L.
+
+    ``ids`` = prompt (P tokens, ending with ``<|assistant|>``) + answer (A tokens)
+    + ``<|end|>``, so L = P + A + 1.
+
+    ``labels[t]`` is the target for the prediction made *after* ``ids[t]``
+    (already shifted, as ``next_token_loss`` expects):
+
+    * ``labels[t] = ids[t + 1]`` for t = P - 1 ... L - 2: the answer tokens and
+      the closing ``<|end|>`` (the first target is predicted at ``<|assistant|>``);
+    * ``IGNORE_INDEX`` for t < P - 1 (targets inside the prompt) when
+      ``mask_prompt``; with ``mask_prompt=False`` they are ``ids[t + 1]`` too;
+    * ``IGNORE_INDEX`` at t = L - 1: nothing follows the final ``<|end|>``.
+    """
+    prompt = _encode_prompt(tokenizer, question, system)
+    ids = prompt + tokenizer.encode(answer, allow_special=False) + [tokenizer.end_id]
+    first = len(prompt) - 1 if mask_prompt else 0
+    labels = [IGNORE_INDEX] * first + ids[first + 1 :] + [IGNORE_INDEX]
+    return ids, labels
+
+
+# --- instruction data from the course world ----------------------------------
+@dataclass(frozen=True)
+class Example:
+    """One instruction-tuning example about one fact of one person."""
+
+    question: str
+    answer: str
+    person: Person
+    attribute: str
+
+    @property
+    def truth(self) -> str:
+        """The true value, as the world writes it (e.g. "3 May 1990")."""
+        return self.person.fact(self.attribute)
+
+
+def answer_text(person: Person, attribute: str, style: str = "sentence") -> str:
+    """The reference answer: a sentence ("Kalo Mira was born in Orvik.") or just the value."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    if style == "short":
+        return person.fact(attribute)
+    return ANSWER_TEMPLATES[attribute].format(**_values(person))
+
+
+def qa_examples(
+    world: World,
+    splits: Sequence[str] = ("sft",),
+    seed: int = 0,
+    style: str = "sentence",
+    all_phrasings: bool = False,
+) -> list[Example]:
+    """One example per fact (person x attribute) of the people in ``splits``.
+
+    Each fact is asked with one question phrasing drawn with ``seed``
+    (``World.qa_pairs``), or with every phrasing in ``QUESTION_TEMPLATES`` when
+    ``all_phrasings``. ``style="sentence"`` answers in a short full sentence that
+    contains the true value verbatim; ``style="short"`` answers with the value only.
+    """
+    if isinstance(splits, str):
+        splits = (splits,)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    if all_phrasings:
+        items = [(q, p, a) for p in world.people_in(*splits) for a in ATTRIBUTES
+                 for q in world.questions(p, a)]
+    else:
+        items = [(q, p, a) for q, _, p, a in world.qa_pairs(*splits, seed=seed)]
+    return [Example(q, answer_text(p, a, style), p, a) for q, p, a in items]
+
+
+def answer_is_correct(text: str, example: Example | Person, attribute: str | None = None) -> bool:
+    """Does ``text`` contain the true value, as a whole phrase?
+
+    Pass an ``Example``, or a ``Person`` and an ``attribute``. The value must
+    appear verbatim and not inside a longer word or number: for a birth date
+    the full "3 May 1990" is needed ("13 May 1990" or "1990" alone are wrong).
+    """
+    if isinstance(example, Example):
+        truth = example.truth
+    elif isinstance(example, Person):
+        if attribute is None:
+            raise ValueError("with a Person, also pass the attribute, e.g. 'birth_city'")
+        truth = example.fact(attribute)
+    else:
+        raise TypeError(f"expected an Example or a Person, got {type(example).__name__}")
+    return re.search(rf"(?<!\w){re.escape(truth)}(?!\w)", text) is not None
+
+
+# --- batches --------------------------------------------------------------------
+class SFTBatches:
+    """Padded conversations, plus optional pretraining text: ``batches(i) -> (x, y)``.
+
+    The same protocol as ``data.LMBatches``, so ``train.Trainer`` with its
+    default loss trains on it. Each batch holds ``batch_size`` rows of one
+    conversation each, right-padded to ``block_size`` with ``<|pad|>`` (labels
+    ``IGNORE_INDEX`` there and, with ``mask_prompt``, on the prompt). Examples
+    are visited in a fresh random order every epoch, so each is seen once per
+    epoch; batch ``i`` is a pure function of (seed, i).
+
+    With ``pretrain_tokens`` (a 1-D tensor of pretraining text), ``pretrain_windows``
+    rows of random pretraining windows, fully labelled, are added to every batch.
+    Mixing in pretraining text keeps fine-tuning from overwriting what the model
+    knows. x and y have shape (batch_size + pretrain_windows, block_size).
+
+    ``examples``: ``Example`` objects or (question, answer) pairs.
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[Example] | Sequence[tuple[str, str]],
+        tokenizer: Tokenizer,
+        batch_size: int,
+        block_size: int,
+        seed: int = 0,
+        pretrain_tokens: torch.Tensor | None = None,
+        pretrain_windows: int = 16,
+        mask_prompt: bool = True,
+        system: str | None = None,
+    ):
+        if len(examples) == 0:
+            raise ValueError("examples is empty: pass at least one example (see qa_examples)")
+        if batch_size < 1 or block_size < 2:
+            raise ValueError(f"need batch_size >= 1 and block_size >= 2, got {batch_size} and "
+                             f"{block_size}")
+        if pretrain_windows < 0:
+            raise ValueError(f"pretrain_windows must be >= 0, got {pretrain_windows}")
+        self.examples = list(examples)
+        self.batch_size, self.block_size, self.seed = batch_size, block_size, seed
+        self.mask_prompt, self.pad_id = mask_prompt, tokenizer.pad_id
+        self.encoded = []
+        for k, ex in enumerate(self.examples):
+            question, answer = (ex.question, ex.answer) if isinstance(ex, Example) else ex
+            ids, labels = encode_example(tokenizer, question, answer, system, mask_prompt)
+            if len(ids) > block_size:
+                raise ValueError(
+                    f"example {k} is {len(ids)} tokens long, more than block_size={block_size} "
+                    f"({question!r}): raise block_size to at least {len(ids)} or shorten it"
+                )
+            self.encoded.append((ids, labels))
+        self.pretrain_tokens = None
+        self.pretrain_windows = 0
+        if pretrain_tokens is not None and pretrain_windows > 0:
+            self.pretrain_tokens = to_tensor(pretrain_tokens)
+            if len(self.pretrain_tokens) < block_size + 2:
+                raise ValueError(
+                    f"pretrain_tokens has {len(self.pretrain_tokens)} tokens, too few for "
+                    f"windows of {block_size}: pass more text or a smaller block_size"
+                )
+            self.pretrain_windows = pretrain_windows
+        self._orders: dict[int, list[int]] = {}
+
+    @property
+    def max_length(self) -> int:
+        """Tokens in the longest encoded example (the smallest block_size that fits)."""
+        return max(len(ids) for ids, _ in self.encoded)
+
+    def _order(self, epoch: int) -> list[int]:
+        """The example order of one epoch (cached; the same for the same seed)."""
+        if epoch not in self._orders:
+            order = list(range(len(self.encoded)))
+            random.Random(f"sft/{self.seed}/{epoch}").shuffle(order)
+            self._orders[epoch] = order
+        return self._orders[epoch]
+
+    def rows(self, index: int) -> list[int]:
+        """Which examples batch ``index`` holds, in row order."""
+        n = len(self.encoded)
+        slots = range(index * self.batch_size, (index + 1) * self.batch_size)
+        return [self._order(s // n)[s % n] for s in slots]
+
+    def __call__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T = self.batch_size, self.block_size
+        x = torch.full((B, T), self.pad_id, dtype=torch.long)
+        y = torch.full((B, T), IGNORE_INDEX, dtype=torch.long)
+        for r, k in enumerate(self.rows(index)):
+            ids, labels = self.encoded[k]
+            x[r, : len(ids)] = torch.tensor(ids)
+            y[r, : len(labels)] = torch.tensor(labels)
+        if self.pretrain_windows:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + index) * 2 + 1)
+            tokens = self.pretrain_tokens
+            starts = torch.randint(0, len(tokens) - T - 1, (self.pretrain_windows,), generator=g)
+            windows = tokens[starts[:, None] + torch.arange(T + 1)]  # (W, T + 1)
+            x = torch.cat([x, windows[:, :-1]])
+            y = torch.cat([y, windows[:, 1:]])
+        return x, y
+
+
+# --- generation and judging --------------------------------------------------------
+def answer(
+    model,
+    tokenizer: Tokenizer,
+    questions: Sequence[str],
+    max_new_tokens: int = 24,
+    system: str | None = None,
+) -> list[str]:
+    """Greedy answers in the chat format: the continuation of ``chat_prompt(question)``
+    up to ``<|end|>`` (or ``<|endoftext|>``), without it, stripped of surrounding spaces.
+
+    ``max_new_tokens`` is lowered when needed so that the longest prompt and its
+    answer fit in the model's context (``model.config.block_size``).
+    """
+    if isinstance(questions, str):
+        raise TypeError("questions must be a list of strings; wrap a single question in [ ]")
+    if not questions:
+        return []
+    prompts = [chat_prompt(q, system) for q in questions]
+    longest = max(len(ids) for ids in tokenizer.encode_batch(prompts))
+    room = model.config.block_size - longest
+    if room < 1:
+        raise ValueError(
+            f"a prompt is {longest} tokens long, which leaves no room for an answer in the "
+            f"model's context of {model.config.block_size} tokens: shorten the question"
+        )
+    out = complete(model, tokenizer, prompts, min(max_new_tokens, room),
+                   stop_tokens=[tokenizer.end_id, tokenizer.eot_id])
+    return [text.strip() for text in out]
+
+
+def raw_continuation(
+    model, tokenizer: Tokenizer, questions: Sequence[str], max_new_tokens: int = 24
+) -> list[str]:
+    """What a base model writes after the bare question (no chat template).
+
+    Greedy; blank lines right after the question are skipped and the text is
+    cut at the next newline, so the result is the first line the model writes.
+    (The course's base model usually writes another question: FAQ pages list them.)
+    """
+    if isinstance(questions, str):
+        raise TypeError("questions must be a list of strings; wrap a single question in [ ]")
+    out = complete(model, tokenizer, list(questions), max_new_tokens)
+    return [text.lstrip("\n").split("\n")[0].strip() for text in out]
+
+
+def looks_like_answer(text: str, question: str) -> bool:
+    """A simple test that ``text`` is an answer to ``question``, not more prompt-like text.
+
+    True when all of these hold:
+    1. after stripping spaces, it contains at least one letter or digit;
+    2. it contains no special-token text such as "<|user|>";
+    3. it is one line (answers here are one sentence; a base model that goes
+       on writing a list of questions produces several lines);
+    4. it does not repeat the question;
+    5. it does not start another question: its first word is not a question
+       word ("When", "Where", "Which", "What", "Who", "Is", ...), and it does
+       not end in "?".
+    It says nothing about whether the answer is true: see ``answer_is_correct``.
+    """
+    t = text.strip()
+    if not any(c.isalnum() for c in t):
+        return False
+    if any(s in t for s in SPECIAL_TOKENS) or "<|" in t or "\n" in t:
+        return False
+    if question.strip() and question.strip() in t:
+        return False
+    first = re.match(r"\w+", t)
+    if first and first.group().lower() in _QUESTION_WORDS:
+        return False
+    return not t.endswith("?")
+
