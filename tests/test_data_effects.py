@@ -64,16 +64,16 @@ def test_regurgitation_counts_verbatim_continuations(tok):
     # a model trained on one of them (many times) reproduces it
     text = canaries[1].prompt + canaries[1].continuation
     stream = encode_documents(tok, [text] * 200)
-    model = _model(tok).train()
+    period = len(tok.encode(text)) + 1  # one copy and its end-of-text token
+    torch.manual_seed(0)
+    model = GPT(preset("nano", vocab_size=tok.vocab_size, block_size=64))
 
     def batches(i):
-        start = (i * 7) % (len(stream) - 65)
-        w = stream[start:start + 65].repeat(2, 1)
+        w = stream[(i * 7) % period:][:65].repeat(4, 1)
         return w[:, :-1], w[:, 1:]
 
-    Trainer(model, batches, TrainConfig(max_steps=150, lr=1e-2, warmup_frac=0.0,
-                                        schedule="constant", progress=False,
-                                        device="cpu")).fit()
+    Trainer(model, batches, TrainConfig(max_steps=200, lr=5e-3, warmup_frac=0.1,
+                                        progress=False, device="cpu")).fit()
     assert regurgitation(model.eval(), tok, canaries)[100] == 1.0
 
 

@@ -191,11 +191,9 @@ def measure_s_curve(rows: int, bands: int, similarities, n_pairs: int = 150, n_w
     return out
 
 
-def threshold_playground(crawl: Crawl, signals: dict):
-    """A dropdown of signals and a threshold slider that follows the chosen signal."""
+def signal_controls():
+    """A dropdown of ``SIGNALS`` and a threshold slider whose range follows the choice."""
     import ipywidgets as W
-
-    from .widgets import Playground
 
     names = list(SIGNALS)
     first = SIGNALS[names[0]]
@@ -203,7 +201,7 @@ def threshold_playground(crawl: Crawl, signals: dict):
     threshold = W.FloatSlider(value=first.default, min=first.lo, max=first.hi, step=first.step,
                               description="threshold", continuous_update=False)
 
-    def follow(change):  # registered before the Playground's observer, so it runs first
+    def follow(change):  # observers run in order: this one before any Playground's
         s = SIGNALS[change["new"]]
         threshold.min = min(s.lo, threshold.min)
         threshold.max = s.hi
@@ -212,6 +210,14 @@ def threshold_playground(crawl: Crawl, signals: dict):
         threshold.value = s.default
 
     choice.observe(follow, names="value")
+    return choice, threshold
+
+
+def threshold_playground(crawl: Crawl, signals: dict):
+    """The chapter's playground: pick a signal, move its threshold, see the trade."""
+    from .widgets import Playground
+
+    choice, threshold = signal_controls()
     return Playground(lambda signal, threshold: threshold_view(crawl, signals, signal, threshold),
                       {"signal": choice, "threshold": threshold},
                       title="Move a threshold: what does the filter catch, and what does it "
