@@ -35,7 +35,8 @@ def test_value_logprob_is_the_sum_of_the_value_tokens(tok):
     prompt, value = "Anna is a city in", " Linoria"
     ids = tok.encode(prompt + value)
     n = len(ids) - len(tok.encode(prompt))
-    expected = float(token_logprobs(model, torch.tensor([ids]))[0, -n:].sum())
+    with torch.no_grad():
+        expected = float(token_logprobs(model, torch.tensor([ids]))[0, -n:].sum())
     assert value_logprob(model, tok, prompt, value) == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ValueError, match="adds no tokens"):
         value_logprob(model, tok, prompt, "")

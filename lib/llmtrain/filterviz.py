@@ -72,8 +72,12 @@ def page_signals(crawl: Crawl, classifier, config: FilterConfig | None = None) -
     }
     sigs = dedup.MinHasher(config.num_perm, config.ngram, config.seed).signatures(texts)
     near = np.zeros(len(texts))
-    for i, j in dedup.LSH(config.bands, config.rows).candidate_pairs(sigs):
-        near[j] = max(near[j], float((sigs[i] == sigs[j]).mean()))
+    pairs = np.array(sorted(dedup.LSH(config.bands, config.rows).candidate_pairs(sigs)),
+                     dtype=np.int64).reshape(-1, 2)
+    for lo in range(0, len(pairs), 50_000):  # in chunks, to bound memory
+        chunk = pairs[lo:lo + 50_000]
+        similarity = (sigs[chunk[:, 0]] == sigs[chunk[:, 1]]).mean(axis=1)
+        np.maximum.at(near, chunk[:, 1], similarity)  # j > i: the later page is the copy
     out["near-duplicate similarity"] = near
     out["share in repeated lines"] = repeated_line_share(texts, config.boilerplate_min_docs)
     out["toxicity (classifier)"] = toxicity_scores(classifier, texts)
