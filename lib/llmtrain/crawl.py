@@ -525,7 +525,10 @@ def messy_crawl(world: World, n_pages: int = 2000, seed: int = 0,
             while label == "near_duplicate" and copy.split() == text.split():
                 copy = _edit_words(text, rng, 1)
             g.append((copy, label, g[0][2], ()))
-    canaries = _canaries(rng, tuple(canary_copies), canaries_per_level)
+    # The canaries draw from their own stream, so they do not depend on the text of
+    # Python's docs and sources (which varies between Python versions).
+    canaries = _canaries(random.Random(f"crawl-canaries/{world.seed}/{seed}"),
+                         tuple(canary_copies), canaries_per_level)
 
     # Shuffle the pages, then give every group's earliest slot its original.
     all_groups = groups + [[(c.prompt + c.continuation, "clean", "canary", ())] * c.copies

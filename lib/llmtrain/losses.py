@@ -56,3 +56,47 @@ def perplexity(loss_nats: float) -> float:
 def uniform_loss(vocab_size: int) -> float:
     """Loss of a model that spreads probability evenly over ``vocab_size`` tokens: ln V."""
     return math.log(vocab_size)
+
+
+def bradley_terry_loss(
+    chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor
+) -> torch.Tensor:
+    """The reward model's loss on preference pairs, in nats.
+
+    chosen_rewards, rejected_rewards: (B,) scalar rewards of the preferred
+    and the other response of each pair. The Bradley-Terry model says
+    P(chosen preferred) = sigmoid(r_chosen - r_rejected); the loss is the
+    mean of -ln of that probability over the B pairs. It is ln 2 = 0.693
+    when the rewards are equal (a coin flip), falls towards 0 as the margin
+    grows, and grows about linearly with a wrong-way margin.
+
+    ``F.logsigmoid`` computes ln sigmoid(x) without overflow, so margins of
+    +-1000 are fine (``torch.log(torch.sigmoid(x))`` would give -inf).
+    """
+    for name, t in (("chosen_rewards", chosen_rewards), ("rejected_rewards", rejected_rewards)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+        if t.ndim != 1 or t.numel() == 0:
+            raise ValueError(
+                f"{name} must have shape (B,) with B >= 1 (one reward per pair), got "
+                f"{tuple(t.shape)}: squeeze a trailing 1 with .squeeze(-1)"
+            )
+    if chosen_rewards.shape != rejected_rewards.shape:
+        raise ValueError(
+            f"chosen_rewards {tuple(chosen_rewards.shape)} and rejected_rewards "
+            f"{tuple(rejected_rewards.shape)} must have the same shape: one of each per pair"
+        )
+    margin = chosen_rewards.float() - rejected_rewards.float()
+    return -F.logsigmoid(margin).mean()
+
+
+def preference_probability(margin: float | torch.Tensor):
+    """P(A preferred to B) = sigmoid(r_A - r_B) under Bradley-Terry; ``margin`` = r_A - r_B.
+
+    A margin of 0 gives 0.5; 1 gives 0.73; 3 gives 0.95. A float in gives a
+    float out; a tensor in gives a tensor of the same shape.
+    """
+    if isinstance(margin, torch.Tensor):
+        return torch.sigmoid(margin)
+    return 1.0 / (1.0 + math.exp(-margin)) if margin >= 0 else math.exp(margin) / (
+        1.0 + math.exp(margin))

@@ -196,6 +196,24 @@ class GPT(nn.Module):
         cache returned by an earlier call for the first T_past tokens.
         Returns logits (B, T, vocab_size), and the new cache if ``return_kv``.
         """
+        x, presents = self._trunk(idx, attention_mask, past_kv)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
+        return (logits, presents) if return_kv else logits
+
+    def hidden_states(
+        self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The final hidden states (B, T, C): what the output layer reads.
+
+        The same computation as ``forward`` without the last step (the
+        projection onto the vocabulary), after the final LayerNorm. A reward
+        model puts its own small head on top of these.
+        """
+        x, _ = self._trunk(idx, attention_mask, None)
+        return self.ln_f(x)
+
+    def _trunk(self, idx, attention_mask, past_kv):
+        """Embeddings and every block: (B, T) ids -> residual stream (B, T, C) and the cache."""
         B, T = idx.shape
         T_past = 0 if past_kv is None else past_kv[0][0].shape[2]
         if T_past + T > self.config.block_size:
@@ -224,8 +242,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x, present = block(x, mask, None if past_kv is None else past_kv[i])
             presents.append(present)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
-        return (logits, presents) if return_kv else logits
+        return x, presents
 
     @torch.no_grad()
     def generate(
