@@ -87,3 +87,10 @@ def test_crawl_recipes_share_everything_but_the_filter():
     assert (raw.model, raw.train, raw.batch_size, raw.seed) == (
         filtered.model, filtered.train, filtered.batch_size, filtered.seed)
     assert not raw.corpus["filtered"] and filtered.corpus["filtered"]
+
+
+def test_fixed_biographies_are_memorised_not_known():
+    fixed, base = zoo.manifest("base-fixed")["metrics"], zoo.manifest("base")["metrics"]
+    assert fixed["bio_completion_heldout"] > 0.6, "it recites its own biographies"
+    assert fixed["probe_completion_heldout"] < 0.2 < base["probe_completion_heldout"], (
+        "only the model trained on paraphrases completes the facts in a new phrasing")

@@ -68,6 +68,18 @@ RECIPES: dict[str, Recipe] = {
         train=dict(max_steps=1200, lr=2e-3, warmup_frac=0.05, min_lr_ratio=0.1,
                    weight_decay=0.1),
     ),
+    # Chapter 06: the same model and budget as "base", pretrained on one fixed
+    # biography per person (same sentences, same order, every time): it recites
+    # its biographies but, unlike "base", does not let SFT extract the facts.
+    "base-fixed": Recipe(
+        name="base-fixed",
+        description="tiny GPT (4 x 128) pretrained on one fixed biography per person, the "
+                    "same budget as base (~4.9M tokens): memorises without knowing",
+        corpus=dict(fixed=True),
+        model=dict(preset="tiny", block_size=128),
+        train=dict(max_steps=1200, lr=2e-3, warmup_frac=0.05, min_lr_ratio=0.1,
+                   weight_decay=0.1),
+    ),
     # Chapter 05: one model, one token budget (about two passes over the raw crawl),
     # two datasets: the messy crawl as crawled, and the same crawl after the course's
     # filtering pipeline with its default settings.
