@@ -17,12 +17,7 @@ from llmtrain.data_effects import (
 )
 from llmtrain.model import GPT, preset, token_logprobs
 from llmtrain.train import TrainConfig, Trainer
-from llmtrain.zoo import course_tokenizer, encode_documents
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return course_tokenizer()
+from llmtrain.zoo import encode_documents
 
 
 def _model(tok, seed=0):

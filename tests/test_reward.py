@@ -29,21 +29,8 @@ from llmtrain.reward import (
 )
 from llmtrain.sft import ANSWER_TEMPLATES, answer_text, chat_text, qa_examples
 from llmtrain.world import ATTRIBUTES, World, _values
-from llmtrain.zoo import course_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small models on a shared 2-core machine: one thread avoids oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return course_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,21 +22,8 @@ from llmtrain.sft import (
 from llmtrain.tokenizer import SPECIAL_TOKENS
 from llmtrain.train import TrainConfig, Trainer
 from llmtrain.world import ATTRIBUTES, Person, World
-from llmtrain.zoo import course_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small models on a shared 2-core machine: one thread avoids oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return course_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
