@@ -235,24 +235,17 @@ DUPLICATE_CASES = [(5, 3, 100), (6, 7, 300), (7, 13, 700), (8, 3, 200), (9, 11, 
                    (10, 2, 200)]
 
 
-@pytest.mark.parametrize("n, copies, n_words", TOP_CASES)
-def test_top_ngram_boundary(n, copies, n_words):
-    threshold = getattr(RULES, f"max_top_{n}gram")
+@pytest.mark.parametrize("kind, signal, n, copies, n_words",
+                         [("top", "top_ngram_char_fraction", *c) for c in TOP_CASES]
+                         + [("duplicate", "duplicate_ngram_char_fraction", *c)
+                            for c in DUPLICATE_CASES])
+def test_ngram_boundary(kind, signal, n, copies, n_words):
+    threshold = getattr(RULES, f"max_{kind}_{n}gram")
     at = doc_with_repeats(n, copies, n_words)
-    assert quality_signals(at)[f"top_ngram_char_fraction_{n}"] == threshold
+    assert quality_signals(at)[f"{signal}_{n}"] == threshold
     assert RULES.check(at) == []
     above = doc_with_repeats(n, copies, n_words - 1)  # one word fewer: just above
-    assert RULES.check(above) == [f"top_{n}gram"]
-
-
-@pytest.mark.parametrize("n, copies, n_words", DUPLICATE_CASES)
-def test_duplicate_ngram_boundary(n, copies, n_words):
-    threshold = getattr(RULES, f"max_duplicate_{n}gram")
-    at = doc_with_repeats(n, copies, n_words)
-    assert quality_signals(at)[f"duplicate_ngram_char_fraction_{n}"] == threshold
-    assert RULES.check(at) == []
-    above = doc_with_repeats(n, copies, n_words - 1)
-    assert RULES.check(above) == [f"duplicate_{n}gram"]
+    assert RULES.check(above) == [f"{kind}_{n}gram"]
 
 
 # --- whole documents -------------------------------------------------------------------
