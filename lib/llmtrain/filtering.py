@@ -193,6 +193,13 @@ class Filtered:
         return sum(i not in self.removed_by for i in ids) / len(ids)
 
 
+def _rule_flags(texts: Sequence[str], stage: str, config: FilterConfig) -> list[bool]:
+    """Pages the Gopher quality or repetition rules drop (code is routed around them)."""
+    rules = config.rules
+    check = rules.check_quality if stage == "quality_rules" else rules.check_repetition
+    return [not (config.code_skips_rules and looks_like_code(t)) and bool(check(t)) for t in texts]
+
+
 def _count(texts: Sequence[str], tokenizer) -> int:
     if tokenizer is None:
         return sum(len(t.split()) for t in texts)
@@ -252,10 +259,7 @@ def run_pipeline(crawl: Crawl, config: FilterConfig | None = None, classifier=No
         elif stage == "fix_encoding":
             edited = edit(stage, [fix_mojibake(t) for t in texts])
         elif stage in ("quality_rules", "repetition_rules"):
-            check = (config.rules.check_quality if stage == "quality_rules"
-                     else config.rules.check_repetition)
-            drop(stage, [not (config.code_skips_rules and looks_like_code(t)) and bool(check(t))
-                         for t in texts])
+            drop(stage, _rule_flags(texts, stage, config))
         elif stage == "toxicity":
             classifier = classifier or train_toxicity_classifier()
             drop(stage, toxicity_scores(classifier, texts) >= config.toxicity_threshold)
@@ -294,10 +298,7 @@ def flags_alone(crawl: Crawl, name: str, config: FilterConfig | None = None,
     if name == "fix_encoding":
         return np.array([fix_mojibake(t) != t for t in texts])
     if name in ("quality_rules", "repetition_rules"):
-        check = (config.rules.check_quality if name == "quality_rules"
-                 else config.rules.check_repetition)
-        return np.array([not (config.code_skips_rules and looks_like_code(t)) and bool(check(t))
-                         for t in texts])
+        return np.array(_rule_flags(texts, name, config))
     if name == "toxicity":
         classifier = classifier or train_toxicity_classifier()
         return toxicity_scores(classifier, texts) >= config.toxicity_threshold
