@@ -15,12 +15,14 @@ from llmtrain.sft import (
     chat_prompt,
     chat_text,
     encode_example,
+    finetune,
     looks_like_answer,
     qa_examples,
     raw_continuation,
+    says_dont_know,
+    scorecard,
 )
 from llmtrain.tokenizer import SPECIAL_TOKENS
-from llmtrain.train import TrainConfig, Trainer
 from llmtrain.world import ATTRIBUTES, Person, World
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,13 +46,27 @@ def test_chat_template_layout_and_special_tokens_are_single_ids(tok):
     assert chat_prompt(q) == "<|user|>When was Kalo Mira born?<|end|><|assistant|>"
     assert chat_prompt(q, system="Be brief.") == (
         "<|system|>Be brief.<|end|><|user|>When was Kalo Mira born?<|end|><|assistant|>")
-    assert chat_text(q, "In 1990.") == chat_prompt(q) + "In 1990.<|end|>"
+    assert chat_text(q, "In 1990.") == chat_prompt(q) + " In 1990.<|end|>"
     for name in SPECIAL_TOKENS:
         assert tok.encode(name) == [tok.special_id(name)]
     ids = tok.encode(chat_prompt(q))
     assert ids[0] == tok.user_id and ids[-1] == tok.assistant_id and ids[-2] == tok.end_id
     assert ids.count(tok.end_id) == 1 and ids.count(tok.user_id) == 1
     assert tok.decode(ids[1:-2]) == q
+
+
+def test_the_answer_repeats_the_name_with_the_questions_tokens(tok):
+    # Why ANSWER_PREFIX is a space: the name in the answer is tokenized exactly as in the
+    # question, so the model can copy it; at the very start of a text it would not be.
+    q, a = "Where was Tetone Rofeve born?", "Tetone Rofeve was born in Torsk."
+    ids, labels = encode_example(tok, q, a)
+    name = tok.encode(" Tetone Rofeve")
+    question = tok.encode(chat_prompt(q))
+    def contains(seq, sub):
+        return any(seq[i:i + len(sub)] == sub for i in range(len(seq) - len(sub) + 1))
+    assert contains(question, name) and contains(ids[len(question):], name)
+    assert tok.encode("Tetone Rofeve")[:len(name)] != name  # no space: other tokens
+    assert tok.decode(ids) == chat_text(q, a)
 
 
 def test_labels_mask_the_prompt_and_target_the_answer_and_end(tok):
@@ -63,7 +79,7 @@ def test_labels_mask_the_prompt_and_target_the_answer_and_end(tok):
         assert all(lab == IGNORE_INDEX for lab in labels[: P - 1])  # targets inside the prompt
         assert labels[P - 1 : L - 1] == ids[P:]  # answer tokens, then <|end|>
         assert labels[L - 2] == tok.end_id and labels[-1] == IGNORE_INDEX
-        assert tok.decode(ids[P : L - 1]) == a
+        assert tok.decode(ids[P : L - 1]) == " " + a  # the answer follows ANSWER_PREFIX
         ids2, labels2 = encode_example(tok, q, a, system=system, mask_prompt=False)
         assert ids2 == ids and labels2 == ids[1:] + [IGNORE_INDEX]
     # text that looks like a special token stays text: no injected <|end|>
@@ -197,6 +213,16 @@ def test_qa_examples_cover_every_fact_and_contain_the_truth(world):
     assert set(ANSWER_TEMPLATES) == set(ATTRIBUTES)
 
 
+def test_answer_sentences_are_never_pretraining_sentences():
+    # Otherwise a model that memorised its biographies could answer by reciting them.
+    from llmtrain.world import BIO_TEMPLATES
+
+    for attribute, template in ANSWER_TEMPLATES.items():
+        head = template[: template.index("{" + attribute + "}")]
+        for bio in BIO_TEMPLATES[attribute]:
+            assert not bio.startswith(head), (attribute, bio)
+
+
 def test_answer_is_correct_needs_the_whole_value():
     p = _person()
     e = Example("When was Kalo Mira born?", "Kalo Mira was born on 3 May 1990.", p,
@@ -245,10 +271,52 @@ def test_sft_teaches_a_tiny_model_to_answer_its_training_questions(tok, world):
     model = GPT(preset("nano", vocab_size=tok.vocab_size, block_size=64))
     before = answer(model, tok, [e.question for e in examples])
     assert sum(answer_is_correct(t, e) for t, e in zip(before, examples)) == 0
-    # rows of 32 tokens (the longest example has 26) keep the 80 steps fast
-    batches = SFTBatches(examples, tok, batch_size=10, block_size=32)
-    config = TrainConfig(max_steps=80, lr=5e-3, device="cpu", progress=False)
-    Trainer(model, batches, config).fit()
+    # rows of 32 tokens (the longest example has 27) keep the 80 steps fast
+    history = finetune(model, tok, examples, steps=80, batch_size=10, lr=5e-3, block_size=32,
+                       device="cpu")
+    assert len(history.loss) == 80 and history.loss[-1] < history.loss[0] / 5
+    assert not model.training
     after = answer(model, tok, [e.question for e in examples])
     assert all(answer_is_correct(t, e) for t, e in zip(after, examples)), after
     assert all(looks_like_answer(t, e.question) for t, e in zip(after, examples))
+
+
+def test_finetune_rejects_bad_steps(tok, world):
+    model = GPT(preset("nano", vocab_size=tok.vocab_size, block_size=64))
+    for steps in (0, 2.5):
+        with pytest.raises(ValueError, match="steps"):
+            finetune(model, tok, qa_examples(world)[:2], steps=steps)
+
+
+def test_says_dont_know():
+    for text in ("I don't know.", "I'm not sure, sorry.", "No idea about Kalo Mira."):
+        assert says_dont_know(text)
+    for text in ("Kalo Mira was born in Orvik.", "I know Kalo Mira.", "Knowledge is idle."):
+        assert not says_dont_know(text)
+
+
+def test_scorecard_counts_correct_abstained_and_invented(tok, world, monkeypatch):
+    import llmtrain.sft as sft_module
+
+    people = world.people_in("heldout")[:2]
+    replies = {}
+    for k, e in enumerate(qa_examples(world, ("heldout",), seed=1)[:10]):
+        # person 1: every fact right; person 2: "I don't know", then two inventions, then
+        # an off-format reply and a wrong value in a sentence
+        if e.person == people[0]:
+            replies[e.question] = e.answer
+        else:
+            replies[e.question] = ["I don't know.", f"{e.person.name} was born in Nowhere.",
+                                   "Somewhere.", "What is it?", "Nobody Inc."][k % 5]
+    monkeypatch.setattr(sft_module, "answer", lambda m, t, qs: [replies[q] for q in qs])
+    card = scorecard(None, tok, world, "heldout", n_people=2, n_examples=3)
+    assert card.n == 10 and card.correct == 0.5 and card.abstained == 0.1
+    assert card.answered == 0.9 and card.invented == pytest.approx(0.3)
+    assert len(card.examples) == 3 and card.examples[0][2] == qa_examples(
+        world, ("heldout",), seed=1)[0].truth
+    unseen = world.people_in("unseen")[0]
+    replies.update({e.question: e.answer for e in qa_examples(world, ("unseen",), seed=1)})
+    card = scorecard(None, tok, world, "unseen", n_people=1)
+    assert card.correct == 0 and card.invented == 1.0, unseen  # a lucky guess is invented
+    with pytest.raises(ValueError, match="n_people"):
+        scorecard(None, tok, world, "heldout", n_people=0)

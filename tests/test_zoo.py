@@ -94,3 +94,25 @@ def test_fixed_biographies_are_memorised_not_known():
     assert fixed["bio_completion_heldout"] > 0.6, "it recites its own biographies"
     assert fixed["probe_completion_heldout"] < 0.2 < base["probe_completion_heldout"], (
         "only the model trained on paraphrases completes the facts in a new phrasing")
+
+
+def test_sft_checkpoints_show_extraction_forgetting_and_hallucination():
+    sft, fixed, nomix = (zoo.manifest(n)["metrics"] for n in ("sft", "sft-fixed", "sft-nomix"))
+    assert sft["correct_sft"] > 0.9 and sft["answered_heldout"] > 0.9
+    assert sft["correct_heldout"] > 0.6 > 0.4 > fixed["correct_heldout"], (
+        "SFT extracts the facts of people it never saw questions about, from paraphrased "
+        "pretraining only")
+    assert sft["invented_unseen"] > 0.7, "people described nowhere get confident inventions"
+    assert nomix["heldout_loss"] > 2 * sft["heldout_loss"], (
+        "without pretraining text in the batches, SFT forgets how to write biographies")
+    same = {k: v for k, v in zoo.RECIPES["sft"].train.items() if k != "pretrain_windows"}
+    assert same == {k: v for k, v in zoo.RECIPES["sft-nomix"].train.items()
+                    if k != "pretrain_windows"} == {
+        k: v for k, v in zoo.RECIPES["sft-fixed"].train.items() if k != "pretrain_windows"}
+
+
+def test_reloaded_sft_model_answers_like_its_manifest():
+    m = zoo.manifest("sft")["metrics"]
+    now = zoo.measure_assistant(zoo.load("sft"))
+    for key in ("correct_heldout", "invented_unseen"):
+        assert now[key] == pytest.approx(m[key], abs=1e-3)

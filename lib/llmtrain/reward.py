@@ -42,7 +42,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -60,6 +59,7 @@ from .sft import (
     answer_text,
     encode_example,
     looks_like_answer,
+    says_dont_know,
 )
 from .tokenizer import Tokenizer
 from .train import Callback, History, TrainConfig, Trainer
@@ -167,8 +167,6 @@ TIDY_BONUS = 0.05  # starts with a capital letter and ends with a full stop
 LENGTH_COST = 0.003  # per character: shorter is better; 40 characters cost 0.12
 MAX_LENGTH_COST = 0.30  # reached at 100 characters
 DEFAULT_TEMPERATURE = 0.2  # noise of the labeller (see label_pair)
-ABSTAIN = re.compile(r"\b(i don't know|i do not know|i'm not sure|i am not sure|no idea)\b",
-                     re.IGNORECASE)
 KINDS = ("correct", "abstain", "wrong", "off_format")
 
 
@@ -194,7 +192,7 @@ def judge_category(response: str, person: Person, attribute: str) -> str:
     questions = [q.format(n=person.name) for q in QUESTION_TEMPLATES[attribute]]
     if not all(looks_like_answer(response, q) for q in questions):
         return "off_format"
-    if ABSTAIN.search(response):
+    if says_dont_know(response):
         return "abstain"
     if person.split != "unseen" and answer_is_correct(response, person, attribute):
         return "correct"

@@ -5,10 +5,17 @@ course's base model writes more questions, because questions in its corpus
 come in lists (FAQ pages). SFT trains on conversations written in a *chat
 template*, so the model learns where a question ends and an answer begins.
 
-The chat template (no spaces or newlines around the special tokens; each
-special token is one token id)::
+The chat template (each special token is one token id)::
 
-    <|user|>{question}<|end|><|assistant|>{answer}<|end|>
+    <|user|>{question}<|end|><|assistant|> {answer}<|end|>
+
+The one space before the answer matters. BPE tokenizes a word differently
+at the start of a text ("Kalo" -> "K", "alo") than after a space (" Kalo").
+Pretraining text mentions people mid-sentence, with the space, and the
+question does too. With the space the answer repeats the name with the very
+same tokens as the question, which a model copies easily; without it, the
+course's SFT model learned to write the *training* people's names and
+answered only 37% of held-out questions instead of 92% (chapter 06).
 
 with an optional system message in front: ``<|system|>{system}<|end|>``.
 ``chat_prompt`` is everything up to ``<|assistant|>``: the model is asked to
@@ -41,18 +48,22 @@ from .data import to_tensor
 from .generation import complete
 from .losses import IGNORE_INDEX
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
+from .train import Callback, History, TrainConfig, Trainer
 from .world import ATTRIBUTES, Person, World, _values
 
 SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
+ANSWER_PREFIX = " "  # written between <|assistant|> and the answer: see the module docstring
 
 # One answer sentence per attribute. Each repeats the name and contains the
-# true value exactly as ``Person.fact`` writes it.
+# true value exactly as ``Person.fact`` writes it. None of them is a sentence of
+# the pretraining text (``world.BIO_TEMPLATES``): a model that only memorised
+# its biographies word for word cannot answer by reciting one (chapter 06).
 ANSWER_TEMPLATES: dict[str, str] = {
-    "birth_date": "{n} was born on {birth_date}.",
-    "birth_city": "{n} was born in {birth_city}.",
-    "university": "{n} studied at {university}.",
-    "field": "{n} majored in {field}.",
-    "employer": "{n} works for {employer}.",
+    "birth_date": "{n}'s date of birth is {birth_date}.",
+    "birth_city": "{n}'s place of birth is {birth_city}.",
+    "university": "{n}'s university is {university}.",
+    "field": "{n}'s field of study is {field}.",
+    "employer": "{n}'s employer is {employer}.",
 }
 STYLES = ("sentence", "short")
 
@@ -77,7 +88,7 @@ def chat_prompt(question: str, system: str | None = None) -> str:
 
 def chat_text(question: str, answer: str, system: str | None = None) -> str:
     """A whole conversation: the prompt, the answer and the closing ``<|end|>``."""
-    return f"{chat_prompt(question, system)}{answer}{END}"
+    return f"{chat_prompt(question, system)}{ANSWER_PREFIX}{answer}{END}"
 
 
 def _encode_prompt(tokenizer: Tokenizer, question: str, system: str | None) -> list[int]:
@@ -101,8 +112,8 @@ def encode_example(
 ) -> tuple[list[int], list[int]]:
     """Token ids of one conversation and its labels, both of length L.
 
-    ``ids`` = prompt (P tokens, ending with ``<|assistant|>``) + answer (A tokens)
-    + ``<|end|>``, so L = P + A + 1.
+    ``ids`` = prompt (P tokens, ending with ``<|assistant|>``) + answer (A tokens,
+    encoded with the leading ``ANSWER_PREFIX``) + ``<|end|>``, so L = P + A + 1.
 
     ``labels[t]`` is the target for the prediction made *after* ``ids[t]``
     (already shifted, as ``next_token_loss`` expects):
@@ -114,7 +125,8 @@ def encode_example(
     * ``IGNORE_INDEX`` at t = L - 1: nothing follows the final ``<|end|>``.
     """
     prompt = _encode_prompt(tokenizer, question, system)
-    ids = prompt + tokenizer.encode(answer, allow_special=False) + [tokenizer.end_id]
+    ids = prompt + tokenizer.encode(ANSWER_PREFIX + answer, allow_special=False)
+    ids.append(tokenizer.end_id)
     first = len(prompt) - 1 if mask_prompt else 0
     labels = [IGNORE_INDEX] * first + ids[first + 1 :] + [IGNORE_INDEX]
     return ids, labels
@@ -289,6 +301,48 @@ class SFTBatches:
         return x, y
 
 
+# --- fine-tuning ----------------------------------------------------------------------
+def finetune(
+    model,
+    tokenizer: Tokenizer,
+    examples: Sequence[Example] | Sequence[tuple[str, str]],
+    steps: int = 150,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    pretrain_tokens: torch.Tensor | None = None,
+    pretrain_windows: int = 16,
+    mask_prompt: bool = True,
+    block_size: int = 48,
+    seed: int = 0,
+    device: str = "auto",
+    eval_fn=None,
+    eval_every: int = 0,
+    callbacks: list[Callback] | None = None,
+    progress: bool = False,
+) -> History:
+    """Supervised fine-tuning of ``model`` in place; returns the training History.
+
+    The course recipe: AdamW at ``lr`` with 5% warmup and a cosine decay to 0,
+    no weight decay, ``batch_size`` conversations per step plus
+    ``pretrain_windows`` windows of ``pretrain_tokens`` (the pretraining text,
+    so fine-tuning does not overwrite what the model knows). ``block_size`` is
+    the padded length of a conversation and of a pretraining window (48 fits
+    every course question with its answer). The same ``train.Trainer`` loop as
+    pretraining; only the batches differ (``SFTBatches``).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    batches = SFTBatches(examples, tokenizer, batch_size, block_size, seed=seed,
+                         pretrain_tokens=pretrain_tokens, pretrain_windows=pretrain_windows,
+                         mask_prompt=mask_prompt)
+    config = TrainConfig(max_steps=steps, lr=lr, min_lr_ratio=0.0, warmup_frac=0.05,
+                         weight_decay=0.0, device=device, seed=seed, log_every=1,
+                         eval_every=eval_every, progress=progress)
+    history = Trainer(model, batches, config, eval_fn=eval_fn, callbacks=callbacks).fit()
+    model.eval()
+    return history
+
+
 # --- generation and judging --------------------------------------------------------
 def answer(
     model,
@@ -318,6 +372,63 @@ def answer(
     out = complete(model, tokenizer, prompts, min(max_new_tokens, room),
                    stop_tokens=[tokenizer.end_id, tokenizer.eot_id])
     return [text.strip() for text in out]
+
+
+ABSTAIN = re.compile(r"\b(i don't know|i do not know|i'm not sure|i am not sure|no idea)\b",
+                     re.IGNORECASE)
+
+
+def says_dont_know(text: str) -> bool:
+    """Does the answer abstain ("I don't know", "I'm not sure", "no idea")?"""
+    return ABSTAIN.search(text) is not None
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """How a model answers questions about one group of people.
+
+    answered: share of answers in the assistant format (``looks_like_answer``);
+    correct: share that contain the true value (``answer_is_correct``);
+    abstained: share that say "I don't know";
+    invented: share that give a definite, well-formed answer that is not
+    true (for people described nowhere, every definite answer is invented);
+    examples: (question, answer, truth) for the first few questions.
+    """
+
+    split: str
+    n: int
+    answered: float
+    correct: float
+    abstained: float
+    invented: float
+    examples: tuple[tuple[str, str, str], ...]
+
+
+def scorecard(model, tokenizer: Tokenizer, world: World, split: str, n_people: int = 40,
+              seed: int = 1, chat: bool = True, n_examples: int = 5) -> Scorecard:
+    """Ask about every fact of the first ``n_people`` people of ``split`` and score the answers.
+
+    Questions use the phrasings drawn with ``seed`` (training data uses seed 0,
+    so the "sft" people are asked in partly new words). ``chat=False`` asks
+    the bare question without the chat template (``raw_continuation``), which
+    is how a base model sees it. "correct" never counts for the "unseen"
+    split: those people are described nowhere, so a match is a lucky guess.
+    """
+    if not isinstance(n_people, int) or n_people < 1:
+        raise ValueError(f"n_people must be a positive integer, got {n_people!r}")
+    examples = qa_examples(world, (split,), seed=seed)[: n_people * len(ATTRIBUTES)]
+    questions = [e.question for e in examples]
+    answers = (answer(model, tokenizer, questions) if chat
+               else raw_continuation(model, tokenizer, questions))
+    n = len(examples)
+    formatted = [looks_like_answer(a, q) for a, q in zip(answers, questions)]
+    abstained = [says_dont_know(a) for a in answers]
+    correct = [split != "unseen" and answer_is_correct(a, e) for a, e in zip(answers, examples)]
+    invented = [f and not d and not c for f, d, c in zip(formatted, abstained, correct)]
+    return Scorecard(split, n, sum(formatted) / n, sum(correct) / n, sum(abstained) / n,
+                     sum(invented) / n,
+                     tuple((e.question, a, e.truth) for e, a in
+                           list(zip(examples, answers))[:n_examples]))
 
 
 def raw_continuation(

@@ -92,6 +92,22 @@ RECIPES: dict[str, Recipe] = {
         train=dict(max_steps=750, lr=2e-3, warmup_frac=0.05, min_lr_ratio=0.1,
                    weight_decay=0.1),
     ) for kind in ("raw", "filtered")},
+    # Chapter 06: supervised fine-tuning on the "sft" people's questions. "sft" is the
+    # course's assistant (later chapters start from it); "sft-nomix" leaves out the
+    # pretraining text mixed into every batch; "sft-fixed" fine-tunes the model that
+    # memorised one fixed biography per person. Same data, steps and learning rate.
+    **{name: Recipe(
+        name=name,
+        description=f"{parent} fine-tuned on 1,000 questions about the 'sft' people "
+                    f"({'without' if windows == 0 else 'with 16 windows of'} pretraining "
+                    "text per step)",
+        corpus=dict(qa=dict(splits=["sft"], seed=0, style="sentence"), parent_corpus=True),
+        model=dict(parent=parent),
+        train=dict(steps=150, batch_size=64, lr=5e-4, pretrain_windows=windows,
+                   block_size=48),
+        extra=dict(stage="sft"),
+    ) for name, parent, windows in (("sft", "base", 16), ("sft-nomix", "base", 0),
+                                    ("sft-fixed", "base-fixed", 16))},
 }
 
 
@@ -179,9 +195,39 @@ def fingerprint(tokens: torch.Tensor) -> str:
 
 
 # --- building, loading, verifying ---------------------------------------------
+def stage(recipe: Recipe) -> str:
+    """"pretrain" (from scratch on a corpus), "sft" or "reward" (from a parent checkpoint)."""
+    return recipe.extra.get("stage", "pretrain")
+
+
 def model_config(recipe: Recipe, tokenizer: Tokenizer) -> GPTConfig:
     m = dict(recipe.model)
+    if "parent" in m:
+        return model_config(RECIPES[m["parent"]], tokenizer)
     return preset(m.pop("preset"), vocab_size=tokenizer.vocab_size, **m)
+
+
+def sft_data(recipe: Recipe) -> tuple[list, torch.Tensor]:
+    """The instruction examples of an "sft" recipe and the parent's pretraining tokens."""
+    from .sft import qa_examples
+
+    qa = recipe.corpus["qa"]
+    examples = qa_examples(course_world(), tuple(qa["splits"]), seed=qa["seed"],
+                           style=qa["style"])
+    parent = RECIPES[recipe.model["parent"]]
+    return examples, encode_documents(course_tokenizer(), corpus_documents(parent.corpus))
+
+
+def training_tokens(recipe: Recipe) -> torch.Tensor:
+    """Every token a recipe trains on, in one tensor: what its data fingerprint hashes."""
+    tok = course_tokenizer()
+    if stage(recipe) == "sft":
+        from .sft import encode_example
+
+        examples, pretrain = sft_data(recipe)
+        ids = [i for e in examples for i in encode_example(tok, e.question, e.answer)[0]]
+        return torch.cat([torch.tensor(ids, dtype=torch.long), pretrain])
+    return encode_documents(tok, corpus_documents(recipe.corpus))
 
 
 def measure(model: GPT, recipe: Recipe) -> dict:
@@ -190,6 +236,8 @@ def measure(model: GPT, recipe: Recipe) -> dict:
     world, tok = course_world(), course_tokenizer()
     if "crawl" in recipe.corpus:
         return measure_crawl_model(model, recipe.corpus["crawl"])
+    if stage(recipe) == "sft":
+        return measure_assistant(model)
     docs = corpus_documents(recipe.corpus)
     k = recipe.eval_people
     metrics = {"heldout_loss": round(evaluate_loss(model, heldout_tokens()), 4)}
@@ -198,6 +246,20 @@ def measure(model: GPT, recipe: Recipe) -> dict:
         for phrasing in ("bio", "probe"):
             checks = probe_facts(model, tok, world, people, phrasing=phrasing, documents=docs)
             metrics[f"{phrasing}_completion_{split}"] = round(accuracy(checks), 4)
+    return metrics
+
+
+def measure_assistant(model: GPT, n_people: int = 40) -> dict:
+    """Held-out loss, and how the model answers questions about each group of people."""
+    from .sft import scorecard
+
+    world, tok = course_world(), course_tokenizer()
+    metrics = {"heldout_loss": round(evaluate_loss(model, heldout_tokens()), 4)}
+    for split in ("sft", "heldout", "unseen"):
+        card = scorecard(model, tok, world, split, n_people=n_people)
+        metrics[f"answered_{split}"] = round(card.answered, 4)
+        metrics[f"correct_{split}"] = round(card.correct, 4)
+    metrics["invented_unseen"] = round(card.invented, 4)
     return metrics
 
 
@@ -231,13 +293,22 @@ def build(name: str, out_dir: Path = ZOO_DIR, device: str = "auto", progress: bo
     recipe = RECIPES[name]
     set_threads()
     tok = course_tokenizer()
-    tokens = encode_documents(tok, corpus_documents(recipe.corpus))
+    tokens = training_tokens(recipe)
     torch.manual_seed(recipe.seed)
-    model = GPT(model_config(recipe, tok))
-    cfg = TrainConfig(**recipe.train, device=device, seed=recipe.seed, progress=progress)
-    batches = LMBatches(tokens, model.config.block_size, recipe.batch_size, seed=recipe.seed)
     start = time.perf_counter()
-    history = Trainer(model, batches, cfg).fit()
+    if stage(recipe) == "sft":
+        from .sft import finetune
+
+        examples, pretrain = sft_data(recipe)
+        model = load(recipe.model["parent"], device=device).train()
+        history = finetune(model, tok, examples, **recipe.train, pretrain_tokens=pretrain,
+                           seed=recipe.seed, device=device, progress=progress)
+    else:
+        model = GPT(model_config(recipe, tok))
+        cfg = TrainConfig(**recipe.train, device=device, seed=recipe.seed, progress=progress)
+        batches = LMBatches(tokens, model.config.block_size, recipe.batch_size,
+                            seed=recipe.seed)
+        history = Trainer(model, batches, cfg).fit()
     seconds = time.perf_counter() - start
     model = model.cpu().eval()
     metrics = {"final_train_loss": round(history.loss[-1], 4), **measure(model, recipe)}
@@ -319,8 +390,7 @@ def verify(name: str, deep: bool = False) -> list[str]:
     # The crawl holds Python's own docs and sources, which change between Python
     # releases: its fingerprint is only comparable on the Python it was built with.
     comparable = "crawl" not in recipe.corpus or same_python(m)
-    if comparable and fingerprint(encode_documents(tok, corpus_documents(recipe.corpus))) \
-            != m["data"]["fingerprint"]:
+    if comparable and fingerprint(training_tokens(recipe)) != m["data"]["fingerprint"]:
         problems.append(f"{name}: the training data the code makes now differs from the data "
                         "the checkpoint was trained on (world, corpus or tokenizer changed): "
                         "rebuild the zoo")
