@@ -19,12 +19,22 @@ from llmtrain.reward import (
     calibration,
     encode_pairs,
     expected_calibration_error,
+    fit_head,
+    gold_scores,
+    is_test_person,
     judge_category,
     judge_score,
     label_pair,
+    last_token_features,
     make_pairs,
     pair_accuracy,
+    pair_features,
+    preference_pairs,
+    sample_answers,
+    score_pairs,
     score_responses,
+    split_by_person,
+    train_head_only,
     train_reward_model,
 )
 from llmtrain.sft import ANSWER_TEMPLATES, answer_text, chat_text, qa_examples
@@ -313,3 +323,92 @@ def test_reward_model_learns_correct_over_wrong_answers(tok, world):
     q = exs[0].question
     r = score_responses(rm, tok, [q, q], [exs[0].answer, test[0].rejected])
     assert r.shape == (2,) and not rm.training
+
+
+# --- preference data for the course ---------------------------------------------------
+def test_different_kinds_never_pairs_two_answers_of_one_kind(world):
+    examples = qa_examples(world, ("sft", "unseen"))[:20]
+
+    def variants(e, rng):
+        return list(answer_variants(e, world, rng).values())
+
+    plain = make_pairs(examples, variants, seed=1, pairs_per_example=3)
+    mixed = make_pairs(examples, variants, seed=1, pairs_per_example=3, different_kinds=True)
+    kind = lambda p, text: judge_category(text, p.person, p.attribute)  # noqa: E731
+    assert all(kind(p, p.chosen) != kind(p, p.rejected) for p in mixed)
+    assert any(kind(p, p.chosen) == kind(p, p.rejected) for p in plain)
+    # one kind only: falls back to any two answers
+    same = make_pairs(examples[:2], lambda e, rng: [e.answer, e.answer + " Yes."],
+                      different_kinds=True)
+    assert len(same) == 2
+
+
+def test_test_people_are_a_stable_share_and_split_keeps_people_together(world):
+    names = [f"Person {i}" for i in range(2000)]
+    share = sum(is_test_person(n) for n in names) / len(names)
+    assert 0.17 < share < 0.23
+    assert [is_test_person(n) for n in names[:50]] == [is_test_person(n) for n in names[:50]]
+    assert [is_test_person(n, seed=1) for n in names] != [is_test_person(n) for n in names]
+    with pytest.raises(ValueError, match="test_share"):
+        is_test_person("x", test_share=1.0)
+    examples = qa_examples(world, ("sft", "heldout", "unseen"))
+    pairs = make_pairs(examples, lambda e, rng: list(answer_variants(e, world, rng).values()))
+    train, test = split_by_person(pairs, test_share=0.3)
+    assert len(train) + len(test) == len(pairs) and train and test
+    assert not {p.person.name for p in train} & {p.person.name for p in test}
+    with pytest.raises(ValueError, match="person"):
+        split_by_person([PreferencePair("q", "a", "b", 1.0)])
+
+
+def test_preference_pairs_start_with_a_contrast_pair_per_question(tok, world):
+    torch.manual_seed(0)
+    model = GPT(preset("nano", vocab_size=tok.vocab_size, block_size=64)).eval()
+    examples = qa_examples(world, ("sft", "unseen"), seed=0)
+    samples = sample_answers(model, tok, examples[:3], n=2, max_new_tokens=6)
+    assert len(samples) == 3 and all(len(s) == 2 and all(isinstance(t, str) for t in s)
+                                     for s in samples)
+    keep = {world.people_in("sft")[0].name, world.people_in("unseen")[0].name}
+    pairs = preference_pairs(model, tok, world, splits=("sft", "unseen"), samples_per_question=1,
+                             pairs_per_question=2, people=lambda p: p.name in keep)
+    n_questions = 2 * len(ATTRIBUTES)
+    assert len(pairs) == 2 * n_questions
+    for p in pairs[:n_questions]:  # the contrast pairs
+        kinds = {judge_category(t, p.person, p.attribute) for t in (p.chosen, p.rejected)}
+        assert kinds == ({"abstain", "wrong"} if p.person.split == "unseen"
+                         else {"correct", "wrong"})
+    chosen, rejected = gold_scores(pairs)
+    assert [c - r for c, r in zip(chosen, rejected)] == pytest.approx(
+        [p.margin_gold for p in pairs])
+    assert pairs == preference_pairs(model, tok, world, splits=("sft", "unseen"),
+                                     samples_per_question=1, pairs_per_question=2,
+                                     people=lambda p: p.name in keep)
+    with pytest.raises(ValueError, match="nobody"):
+        preference_pairs(model, tok, world, people=lambda p: False)
+
+
+def test_head_only_training_fits_the_head_and_leaves_the_backbone(tok, world):
+    torch.manual_seed(0)
+    gpt = GPT(preset("nano", vocab_size=tok.vocab_size, block_size=64))
+    rm = RewardModel(gpt)
+    examples = qa_examples(world, ("sft",))[:30]
+    # correct against off-format: easy to separate from the last-token features
+    pairs = [PreferencePair(e.question, e.answer, "Where?", 2.0, e.person, e.attribute)
+             for e in examples]
+    enc = encode_pairs(tok, pairs, 64)
+    feats = last_token_features(rm, enc.chosen_ids, enc.chosen_last)
+    assert feats.shape == (30, gpt.config.n_embd)
+    torch.testing.assert_close(rm.head(feats).squeeze(-1),
+                               rm(enc.chosen_ids, last_index=enc.chosen_last),
+                               rtol=1e-4, atol=1e-5)
+    before = {k: v.clone() for k, v in rm.backbone.state_dict().items()}
+    before_loss = float(bradley_terry_loss(*score_pairs(rm, enc)))
+    loss = train_head_only(rm, enc, steps=100)
+    assert loss < before_loss / 2 and pair_accuracy(rm, enc) == 1.0
+    assert all(torch.equal(v, rm.backbone.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="steps"):
+        train_head_only(rm, enc, steps=0)
+    chosen, rejected = pair_features(rm, enc)
+    w = fit_head(chosen, rejected, steps=50)
+    assert w.shape == (gpt.config.n_embd,) and ((chosen - rejected) @ w > 0).all()
+    with pytest.raises(ValueError, match="shape"):
+        fit_head(chosen, rejected[:3])

@@ -42,6 +42,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -50,6 +51,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .generation import complete
 from .losses import bradley_terry_loss
 from .model import GPT
 from .sft import (
@@ -57,8 +59,10 @@ from .sft import (
     Example,
     answer_is_correct,
     answer_text,
+    chat_prompt,
     encode_example,
     looks_like_answer,
+    qa_examples,
     says_dont_know,
 )
 from .tokenizer import Tokenizer
@@ -340,6 +344,7 @@ def make_pairs(
     temperature: float = DEFAULT_TEMPERATURE,
     seed: int = 0,
     pairs_per_example: int = 1,
+    different_kinds: bool = False,
 ) -> list[PreferencePair]:
     """Labelled preference pairs about ``examples`` (``sft.Example`` objects).
 
@@ -348,6 +353,13 @@ def make_pairs(
     ``lambda ex, rng: list(answer_variants(ex, world, rng).values())``); two
     different ones are drawn, scored by ``judge_score`` and labelled by
     ``label_pair``. Everything is a function of ``seed``.
+
+    ``different_kinds``: draw two answers of different ``judge_category``
+    (two kinds, then one answer of each) whenever the candidates hold at
+    least two kinds. Two answers of the same kind differ only in style, by a
+    few hundredths of a point, so their labels are nearly coin flips that
+    teach the reward model nothing; a first version of this chapter had a
+    quarter of such pairs and learned almost nothing.
     """
     if pairs_per_example < 1:
         raise ValueError(f"pairs_per_example must be >= 1, got {pairs_per_example}")
@@ -360,7 +372,15 @@ def make_pairs(
             if len(responses) < 2:
                 raise ValueError(f"responses_fn gave {len(responses)} distinct answer(s) to "
                                  f"{ex.question!r}; a pair needs at least 2")
-            a, b = rng.sample(responses, 2)
+            kinds: dict[str, list[str]] = {}
+            if different_kinds:
+                for r in responses:
+                    kinds.setdefault(judge_category(r, ex.person, ex.attribute), []).append(r)
+            if len(kinds) >= 2:
+                ka, kb = rng.sample(sorted(kinds), 2)
+                a, b = rng.choice(kinds[ka]), rng.choice(kinds[kb])
+            else:
+                a, b = rng.sample(responses, 2)
             sa = judge_score(a, ex.person, ex.attribute)
             sb = judge_score(b, ex.person, ex.attribute)
             if label_pair(sa, sb, rng, temperature):
@@ -368,6 +388,104 @@ def make_pairs(
             else:
                 pairs.append(PreferencePair(ex.question, b, a, sb - sa, ex.person, ex.attribute))
     return pairs
+
+
+def sample_answers(model, tokenizer: Tokenizer, examples: Sequence[Example], n: int = 2,
+                   temperature: float = 1.0, seed: int = 0,
+                   max_new_tokens: int = 24) -> list[list[str]]:
+    """``n`` sampled answers of ``model`` to each example's question (chat template)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    prompts = [chat_prompt(e.question) for e in examples]
+    stop = [tokenizer.end_id, tokenizer.eot_id]
+    runs = [complete(model, tokenizer, prompts, max_new_tokens, temperature=temperature,
+                     stop_tokens=stop, seed=seed * 1000 + k) for k in range(n)]
+    return [[run[i].strip() for run in runs] for i in range(len(examples))]
+
+
+def preference_pairs(
+    model,
+    tokenizer: Tokenizer,
+    world: World,
+    splits: Sequence[str] = ("sft", "heldout", "unseen"),
+    samples_per_question: int = 2,
+    pairs_per_question: int = 4,
+    temperature: float = DEFAULT_TEMPERATURE,
+    seed: int = 0,
+    people: Callable[[Person], bool] | None = None,
+) -> list[PreferencePair]:
+    """The course's preference data: answers of ``model`` and controlled variants, judged.
+
+    One question per fact of every person in ``splits`` (phrasings drawn with
+    ``seed``). Candidates for each question: ``samples_per_question`` answers
+    sampled from ``model`` at temperature 1 (its real behaviour: mostly
+    right, sometimes wrong, always confident) plus the seven
+    ``answer_variants`` (wrong values, "I don't know", rambling, off-format).
+    ``pairs_per_question`` pairs are drawn from them and labelled by the hidden
+    judge with label noise ``temperature`` (``make_pairs``): first a *contrast*
+    pair that differs in the one thing hardest to learn (right against wrong
+    value; for people described nowhere, "I don't know" against an invented
+    value), then pairs of two different kinds of answer. ``people``: keep only
+    questions about people for whom it returns True (e.g. the test people of
+    ``is_test_person``).
+    """
+    examples = qa_examples(world, tuple(splits), seed=seed)
+    if people is not None:
+        examples = [e for e in examples if people(e.person)]
+    if not examples:
+        raise ValueError("no questions left: the splits or the people filter select nobody")
+    if pairs_per_question < 1:
+        raise ValueError(f"pairs_per_question must be >= 1, got {pairs_per_question}")
+    samples = sample_answers(model, tokenizer, examples, samples_per_question, seed=seed)
+    by_question = {id(e): s for e, s in zip(examples, samples)}
+
+    def candidates(example: Example, rng: random.Random) -> list[str]:
+        return by_question[id(example)] + list(answer_variants(example, world, rng).values())
+
+    def contrast(example: Example, rng: random.Random) -> list[str]:
+        kinds: dict[str, list[str]] = {}
+        for r in dict.fromkeys(candidates(example, rng)):
+            kinds.setdefault(judge_category(r, example.person, example.attribute), []).append(r)
+        good = "abstain" if example.person.split == "unseen" else "correct"
+        return [rng.choice(kinds[good]), rng.choice(kinds["wrong"])]
+
+    pairs = make_pairs(examples, contrast, temperature=temperature, seed=seed)
+    if pairs_per_question > 1:
+        pairs += make_pairs(examples, candidates, temperature=temperature, seed=seed + 1,
+                            pairs_per_example=pairs_per_question - 1, different_kinds=True)
+    return pairs
+
+
+def is_test_person(name: str, test_share: float = 0.2, seed: int = 0) -> bool:
+    """Whether pairs about person ``name`` belong to the test side (see ``split_by_person``).
+
+    Decided by a hash of the name alone, so the test people are the same
+    whichever pairs, and however many, are made about them.
+    """
+    if not 0 < test_share < 1:
+        raise ValueError(f"test_share must be between 0 and 1, got {test_share}")
+    return zlib.crc32(f"test/{seed}/{name}".encode()) % 10_000 < test_share * 10_000
+
+
+def split_by_person(pairs: Sequence[PreferencePair], test_share: float = 0.2, seed: int = 0
+                    ) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, test): every pair about a person goes to the same side (``is_test_person``).
+
+    Testing on other people than the training pairs' measures whether the
+    reward model learned what makes an answer good, not which answers about
+    whom were preferred.
+    """
+    if any(p.person is None for p in pairs):
+        raise ValueError("every pair needs its .person to be split by person")
+    test = [p for p in pairs if is_test_person(p.person.name, test_share, seed)]
+    train = [p for p in pairs if not is_test_person(p.person.name, test_share, seed)]
+    return train, test
+
+
+def gold_scores(pairs: Sequence[PreferencePair]) -> tuple[list[float], list[float]]:
+    """The hidden judge's scores of (chosen, rejected) of every pair."""
+    return ([judge_score(p.chosen, p.person, p.attribute) for p in pairs],
+            [judge_score(p.rejected, p.person, p.attribute) for p in pairs])
 
 
 class EncodedPairs(NamedTuple):
@@ -520,6 +638,69 @@ def train_reward_model(
     trainer = Trainer(model, PairBatches(encoded, batch_size, seed), config, loss_fn=pair_loss,
                       eval_fn=eval_fn, callbacks=callbacks)
     return trainer.fit()
+
+
+@torch.no_grad()
+def last_token_features(model: RewardModel, ids: torch.Tensor, last: torch.Tensor,
+                        batch_size: int = 256) -> torch.Tensor:
+    """The backbone's final hidden state at each row's last token: (N, n_embd), on the CPU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, ids.shape[0], batch_size):
+        chunk_last = last[i : i + batch_size].to(device)
+        chunk = ids[i : i + batch_size, : int(chunk_last.max()) + 1].to(device)
+        h = model.backbone.hidden_states(chunk)
+        out.append(h[torch.arange(chunk.shape[0], device=device), chunk_last].float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, model.config.n_embd)
+
+
+def pair_features(model: RewardModel, encoded: EncodedPairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last-token features (N, n_embd) of the chosen and of the rejected side of every pair."""
+    return (last_token_features(model, encoded.chosen_ids, encoded.chosen_last),
+            last_token_features(model, encoded.rejected_ids, encoded.rejected_last))
+
+
+def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, steps: int = 300, lr: float = 0.05,
+             weight_decay: float = 1e-3, init: torch.Tensor | None = None) -> torch.Tensor:
+    """Weights w (n_embd,) of a linear reward r = w . features, fitted with the Bradley-Terry
+    loss on feature pairs (full batch, Adam): logistic regression on ``chosen - rejected``.
+
+    A bias would cancel in r(chosen) - r(rejected), so there is none.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if chosen.shape != rejected.shape or chosen.ndim != 2 or chosen.shape[0] == 0:
+        raise ValueError(f"need two (N, C) feature tensors of one shape, N >= 1; got "
+                         f"{tuple(chosen.shape)} and {tuple(rejected.shape)}")
+    w = (torch.zeros(chosen.shape[1]) if init is None else init.detach().clone().float())
+    w.requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        loss = bradley_terry_loss(chosen @ w, rejected @ w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return w.detach()
+
+
+def train_head_only(model: RewardModel, encoded: EncodedPairs, steps: int = 300,
+                    lr: float = 0.05, weight_decay: float = 1e-3) -> float:
+    """Fit only the scalar head on a frozen backbone; returns the final training loss.
+
+    The backbone's features at the last token are computed once, so this is
+    logistic regression on feature differences (``fit_head``) and takes
+    seconds where training the whole reward model takes minutes: cheap
+    enough to repeat for many data sizes. The backbone is not changed.
+    """
+    chosen, rejected = pair_features(model, encoded)
+    head = model.head
+    w = fit_head(chosen, rejected, steps, lr, weight_decay, init=head.weight[0].cpu())
+    with torch.no_grad():
+        head.weight.copy_(w[None].to(head.weight.device))
+    return float(bradley_terry_loss(chosen @ w, rejected @ w))
 
 
 # --- evaluation -------------------------------------------------------------------------

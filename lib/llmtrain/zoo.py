@@ -108,6 +108,18 @@ RECIPES: dict[str, Recipe] = {
         extra=dict(stage="sft"),
     ) for name, parent, windows in (("sft", "base", 16), ("sft-nomix", "base", 0),
                                     ("sft-fixed", "base-fixed", 16))},
+    # Chapter 07: a Bradley-Terry reward model started from "sft", trained on the
+    # preference pairs about 80% of the people; the other 20% are its test set.
+    "reward": Recipe(
+        name="reward",
+        description="reward model (sft backbone + scalar head) trained on ~8,000 labelled "
+                    "pairs of sft answers and controlled variants",
+        corpus=dict(pairs=dict(splits=["sft", "heldout", "unseen"], samples_per_question=2,
+                               pairs_per_question=4, seed=0, test_share=0.2)),
+        model=dict(parent="sft"),
+        train=dict(steps=600, batch_size=32, lr=1e-3),
+        extra=dict(stage="reward"),
+    ),
 }
 
 
@@ -218,6 +230,28 @@ def sft_data(recipe: Recipe) -> tuple[list, torch.Tensor]:
     return examples, encode_documents(course_tokenizer(), corpus_documents(parent.corpus))
 
 
+@functools.lru_cache(maxsize=2)
+def _preference_split(pairs_args: str):
+    from .reward import preference_pairs, split_by_person
+
+    args = json.loads(pairs_args)
+    test_share = args.pop("test_share")
+    pairs = preference_pairs(load("sft"), course_tokenizer(), course_world(), **args)
+    return split_by_person(pairs, test_share=test_share, seed=args["seed"])
+
+
+def preference_data(name: str = "reward"):
+    """(train, test) preference pairs of a "reward" recipe (made once per session).
+
+    The pairs are judged samples of the shipped "sft" model plus controlled
+    variants (``reward.preference_pairs``), split by person.
+    """
+    recipe = RECIPES[name]
+    if stage(recipe) != "reward":
+        raise ValueError(f"{name!r} is not a reward-model recipe")
+    return _preference_split(json.dumps(recipe.corpus["pairs"], sort_keys=True))
+
+
 def training_tokens(recipe: Recipe) -> torch.Tensor:
     """Every token a recipe trains on, in one tensor: what its data fingerprint hashes."""
     tok = course_tokenizer()
@@ -227,6 +261,12 @@ def training_tokens(recipe: Recipe) -> torch.Tensor:
         examples, pretrain = sft_data(recipe)
         ids = [i for e in examples for i in encode_example(tok, e.question, e.answer)[0]]
         return torch.cat([torch.tensor(ids, dtype=torch.long), pretrain])
+    if stage(recipe) == "reward":
+        from .reward import encode_pairs
+
+        train, _ = preference_data(recipe.name)
+        enc = encode_pairs(tok, train, 128)
+        return torch.cat([enc.chosen_ids.flatten(), enc.rejected_ids.flatten()])
     return encode_documents(tok, corpus_documents(recipe.corpus))
 
 
@@ -238,6 +278,8 @@ def measure(model: GPT, recipe: Recipe) -> dict:
         return measure_crawl_model(model, recipe.corpus["crawl"])
     if stage(recipe) == "sft":
         return measure_assistant(model)
+    if stage(recipe) == "reward":
+        return measure_reward_model(model, recipe.name)
     docs = corpus_documents(recipe.corpus)
     k = recipe.eval_people
     metrics = {"heldout_loss": round(evaluate_loss(model, heldout_tokens()), 4)}
@@ -261,6 +303,20 @@ def measure_assistant(model: GPT, n_people: int = 40) -> dict:
         metrics[f"correct_{split}"] = round(card.correct, 4)
     metrics["invented_unseen"] = round(card.invented, 4)
     return metrics
+
+
+def measure_reward_model(model, name: str = "reward") -> dict:
+    """Pair accuracy on the test people, the label-noise ceiling, and mean reward per kind."""
+    from .reward import bayes_accuracy, encode_pairs, gold_scores, pair_accuracy
+
+    train, test = preference_data(name)
+    tok = course_tokenizer()
+    return {
+        "train_pairs": len(train), "test_pairs": len(test),
+        "test_accuracy": round(pair_accuracy(model, encode_pairs(tok, test, 128)), 4),
+        "test_ceiling": round(bayes_accuracy(*gold_scores(test)), 4),
+        "train_accuracy": round(pair_accuracy(model, encode_pairs(tok, train[::4], 128)), 4),
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -303,6 +359,14 @@ def build(name: str, out_dir: Path = ZOO_DIR, device: str = "auto", progress: bo
         model = load(recipe.model["parent"], device=device).train()
         history = finetune(model, tok, examples, **recipe.train, pretrain_tokens=pretrain,
                            seed=recipe.seed, device=device, progress=progress)
+    elif stage(recipe) == "reward":
+        from .reward import RewardModel, encode_pairs, train_reward_model
+
+        train, _ = preference_data(name)
+        model = RewardModel.from_gpt(load(recipe.model["parent"], device=device),
+                                     seed=recipe.seed).train()
+        history = train_reward_model(model, encode_pairs(tok, train, 128),
+                                     seed=recipe.seed, device=device, **recipe.train)
     else:
         model = GPT(model_config(recipe, tok))
         cfg = TrainConfig(**recipe.train, device=device, seed=recipe.seed, progress=progress)
@@ -322,7 +386,8 @@ def build(name: str, out_dir: Path = ZOO_DIR, device: str = "auto", progress: bo
         "description": recipe.description,
         "recipe": asdict(recipe),
         "config": model.config.to_dict(),
-        "n_params": model.num_params(),
+        "n_params": (model.num_params() if isinstance(model, GPT)
+                     else sum(p.numel() for p in model.parameters())),
         "data": {"tokens_in_corpus": len(tokens), "fingerprint": fingerprint(tokens),
                  "tokens_trained": history.tokens[-1]},
         "tokenizer_sha256": _sha256(TOKENIZER_PATH),
@@ -366,6 +431,10 @@ def load(name: str = "base", device: str = "cpu") -> GPT:
         raise ValueError(f"{weights} does not match its manifest (sha256 differs): the file is "
                          f"corrupt or was changed; restore it from git or rebuild it")
     model = GPT(GPTConfig.from_dict(m["config"]))
+    if stage(RECIPES[name]) == "reward":
+        from .reward import RewardModel
+
+        model = RewardModel(model)
     load_model(model, str(weights), strict=True)
     return model.to(pick_device(device)).eval()
 
