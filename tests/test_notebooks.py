@@ -47,7 +47,7 @@ def test_chapter_is_well_formed(path):
     assert set(re.findall(r"\bC\d+\b", intro)) <= SYLLABUS_IDS
     assert re.search(r"\bC\d+\b", intro) or path.stem.startswith("03"), "name the claims shown"
     sources = "\n".join(c.source for c in code)
-    assert "Playground(" in sources, "every chapter has a playground"
+    assert re.search(r"Playground\(|_playground\(", sources), "every chapter has a playground"
     assert "### BEGIN SOLUTION" in sources, "every chapter has exercises with solutions"
     assert path.name in README, "list the chapter in README.md"
 

@@ -34,8 +34,11 @@ def test_ci_runs_exactly_the_readme_commands():
 
 
 def test_assets_stay_small():
+    # A 4 x 128 checkpoint is 4.3 MB in float32; the zoo holds one or two per chapter.
+    # Binder and git handle 45 MB well; beyond that, store checkpoints that are only
+    # evaluated (never trained further) in float16, or as LoRA deltas.
     total = sum(p.stat().st_size for p in (ROOT / "assets").rglob("*") if p.is_file())
-    assert total < 30e6, f"assets/ is {total / 1e6:.1f} MB; keep it under 30 MB"
+    assert total < 45e6, f"assets/ is {total / 1e6:.1f} MB; keep it under 45 MB"
 
 
 def test_code_and_notebooks_pass_ruff():

@@ -118,3 +118,13 @@ def test_reloaded_sft_model_answers_like_its_manifest():
     now = zoo.measure_assistant(zoo.load("sft"))
     for key in ("correct_heldout", "invented_unseen"):
         assert now[key] == pytest.approx(m[key], abs=1e-3)
+
+
+def test_reward_model_orders_fresh_pairs_and_reloads_the_same():
+    m = zoo.manifest("reward")["metrics"]
+    assert m["test_accuracy"] > 0.75 and m["test_ceiling"] > 0.95
+    assert m["test_accuracy"] > m["test_ceiling"] - 0.2
+    now = zoo.measure_reward_model(zoo.load("reward"))
+    # the pairs hold sampled answers: allow for a rare flipped sample on another machine
+    assert now["test_accuracy"] == pytest.approx(m["test_accuracy"], abs=0.02)
+    assert now["test_pairs"] == m["test_pairs"]

@@ -708,17 +708,9 @@ def train_head_only(model: RewardModel, encoded: EncodedPairs, steps: int = 300,
 def rewards_of(model: RewardModel, ids: torch.Tensor, last: torch.Tensor,
                batch_size: int = 256) -> torch.Tensor:
     """Rewards (N,) of right-padded rows ``ids`` (N, L), in eval mode, on the CPU."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, ids.shape[0], batch_size):
-        chunk_last = last[i : i + batch_size]
-        width = int(chunk_last.max()) + 1
-        chunk = ids[i : i + batch_size, :width].to(device)
-        out.append(model(chunk, last_index=chunk_last.to(device)).cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
+    features = last_token_features(model, ids, last, batch_size)
+    with torch.no_grad():
+        return model.head(features.to(model.head.weight.device)).squeeze(-1).float().cpu()
 
 
 def score_pairs(model: RewardModel, encoded: EncodedPairs,

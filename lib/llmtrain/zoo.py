@@ -262,11 +262,13 @@ def training_tokens(recipe: Recipe) -> torch.Tensor:
         ids = [i for e in examples for i in encode_example(tok, e.question, e.answer)[0]]
         return torch.cat([torch.tensor(ids, dtype=torch.long), pretrain])
     if stage(recipe) == "reward":
-        from .reward import encode_pairs
+        # The questions of the training pairs, in order. The answers are sampled from
+        # the sft model, and a sample can flip where two tokens' probabilities differ
+        # in the last bits (another CPU, thread count or BLAS), so they are left out.
+        from .sft import chat_prompt
 
         train, _ = preference_data(recipe.name)
-        enc = encode_pairs(tok, train, 128)
-        return torch.cat([enc.chosen_ids.flatten(), enc.rejected_ids.flatten()])
+        return encode_documents(tok, [chat_prompt(p.prompt) for p in train])
     return encode_documents(tok, corpus_documents(recipe.corpus))
 
 
