@@ -100,3 +100,95 @@ def preference_probability(margin: float | torch.Tensor):
         return torch.sigmoid(margin)
     return 1.0 / (1.0 + math.exp(-margin)) if margin >= 0 else math.exp(margin) / (
         1.0 + math.exp(margin))
+
+
+# --- reinforcement learning from preferences (chapters 08-09) -----------------------
+def _check_same_shape(**tensors: torch.Tensor) -> None:
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"these tensors must have one shape, got {shapes}")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the positions where ``mask`` is 1 (a scalar; 0 if none are)."""
+    _check_same_shape(x=x, mask=mask)
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float = 1.0, lam: float = 0.95,
+        mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al., 2016): (advantages, returns).
+
+    rewards, values: (B, T) per response token; ``values[:, t]`` estimates the
+    return from token t on. mask: (B, T), 1 on response tokens (default: all).
+    The value after the last response token is 0 (the episode ends there).
+
+    delta_t = r_t + gamma * V_{t+1} - V_t, and A_t = sum_k (gamma * lam)^k delta_{t+k}.
+    lam = 0 gives the one-step TD error; lam = 1 gives the discounted return
+    minus V_t. returns = advantages + values (the value head's targets).
+    Positions outside the mask get advantage 0 and are skipped in the sums.
+    """
+    _check_same_shape(rewards=rewards, values=values)
+    if not (0 <= gamma <= 1 and 0 <= lam <= 1):
+        raise ValueError(f"gamma and lam must be in [0, 1], got {gamma} and {lam}")
+    mask = torch.ones_like(rewards) if mask is None else mask.to(rewards.dtype)
+    _check_same_shape(rewards=rewards, mask=mask)
+    rewards, values = rewards.float() * mask, values.float() * mask
+    advantages = torch.zeros_like(rewards)
+    next_value = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
+    running = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[1])):
+        m = mask[:, t]
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = torch.where(m > 0, delta + gamma * lam * running, running)
+        advantages[:, t] = running * m
+        next_value = torch.where(m > 0, values[:, t], next_value)
+    return advantages, advantages + values
+
+
+def ppo_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor,
+                    advantages: torch.Tensor, mask: torch.Tensor, clip_eps: float = 0.2
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate objective, as a loss to minimise: (loss, clip_fraction).
+
+    All inputs (B, T) per response token. ratio = exp(logprobs - old_logprobs);
+    loss = -mean over masked tokens of min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A).
+    The clip removes the incentive to move a token's probability further than
+    a factor 1 +- eps from the policy that sampled it. clip_fraction is the
+    share of masked tokens where the clipped term was the smaller one.
+    """
+    _check_same_shape(logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages,
+                      mask=mask)
+    if not clip_eps > 0:
+        raise ValueError(f"clip_eps must be > 0, got {clip_eps}")
+    ratio = torch.exp(logprobs.float() - old_logprobs.float())
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages
+    loss = -masked_mean(torch.minimum(unclipped, clipped), mask)
+    clip_fraction = masked_mean((clipped < unclipped).float(), mask)
+    return loss, clip_fraction.detach()
+
+
+def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+             ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
+             beta: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Direct preference optimisation (Rafailov et al., 2023): (loss, chosen_rewards,
+    rejected_rewards).
+
+    Inputs (N,): each response's log-probability summed over its tokens, under
+    the policy and under the frozen reference. The implicit reward of a
+    response is beta * (log pi(y|x) - log pi_ref(y|x)); the loss is the
+    Bradley-Terry loss of those rewards, -mean log sigmoid(r_chosen - r_rejected).
+    When the policy equals the reference every reward is 0 and the loss is ln 2.
+    The rewards are returned detached, for logging.
+    """
+    _check_same_shape(policy_chosen_logps=policy_chosen_logps,
+                      policy_rejected_logps=policy_rejected_logps,
+                      ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    chosen = beta * (policy_chosen_logps.float() - ref_chosen_logps.float())
+    rejected = beta * (policy_rejected_logps.float() - ref_rejected_logps.float())
+    loss = -F.logsigmoid(chosen - rejected).mean()
+    return loss, chosen.detach(), rejected.detach()
