@@ -62,3 +62,37 @@ def test_dpo_raises_the_chosen_answers_relative_to_the_reference(tok, world):
     assert margin(reference) == pytest.approx(before)  # the reference never moves
     with pytest.raises(ValueError, match="beta"):
         train_dpo(policy, reference, enc, tok.assistant_id, steps=1, beta=0)
+
+
+def test_implicit_rewards_are_zero_at_the_reference_and_rank_pairs_after_training(tok, world):
+    from llmtrain.dpo import dpo_eval_fn, implicit_rewards
+
+    policy = _nano(tok)
+    reference = copy.deepcopy(policy)
+    examples = qa_examples(world)[:8]
+    pairs = [PreferencePair(e.question, e.answer, "I don't know.", 1.0, e.person, e.attribute)
+             for e in examples]
+    enc = encode_pairs(tok, pairs, 64)
+    c, r = implicit_rewards(policy, reference, enc, tok.assistant_id, beta=0.1, batch_size=3)
+    assert c.shape == r.shape == (8,) and float(c.abs().max()) == 0 == float(r.abs().max())
+    evaluate = dpo_eval_fn(reference, enc, tok.assistant_id, beta=0.1)
+    history = train_dpo(policy, reference, enc, tok.assistant_id, steps=15, beta=0.1,
+                        batch_size=8, lr=1e-3, device="cpu", eval_fn=evaluate)
+    final = history.evals[-1]
+    assert final["pair_accuracy"] == 1.0 and final["margin"] > 0
+    assert final["chosen"] - final["rejected"] == pytest.approx(final["margin"], abs=1e-5)
+    # the cached reference log-probs give the same rewards as the reference model itself
+    from llmtrain.dpo import drift, side_logprobs
+
+    ref_lp = side_logprobs(reference, enc, tok.assistant_id, 3)
+    c1, r1 = implicit_rewards(policy, reference, enc, tok.assistant_id, beta=0.1)
+    c2, r2 = implicit_rewards(policy, None, enc, tok.assistant_id, beta=0.1,
+                              reference_logprobs=ref_lp)
+    assert torch.allclose(c1, c2) and torch.allclose(r1, r2)
+    # drift: zero for the reference, |log pi - log pi_ref| averaged over both sides after
+    assert drift(reference, enc, tok.assistant_id, ref_lp) == 0.0
+    pc, pr = side_logprobs(policy, enc, tok.assistant_id, 8)
+    want = float(((pc - ref_lp[0]).abs().mean() + (pr - ref_lp[1]).abs().mean()) / 2)
+    assert drift(policy, enc, tok.assistant_id, ref_lp) == pytest.approx(want) and want > 0
+    with pytest.raises(ValueError, match="reference model or its log-probs"):
+        implicit_rewards(policy, None, enc, tok.assistant_id, beta=0.1)

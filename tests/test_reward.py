@@ -412,3 +412,17 @@ def test_head_only_training_fits_the_head_and_leaves_the_backbone(tok, world):
     assert w.shape == (gpt.config.n_embd,) and ((chosen - rejected) @ w > 0).all()
     with pytest.raises(ValueError, match="shape"):
         fit_head(chosen, rejected[:3])
+
+
+def test_garble_breaks_answers_without_keeping_an_abstention():
+    import random
+
+    from llmtrain.reward import garble
+    from llmtrain.sft import looks_like_answer, says_dont_know
+
+    rng = random.Random(0)
+    sentence = "Kalo Mira's place of birth is Orvik."
+    outs = [garble(t, rng) for t in [sentence, "I don't know."] * 20]
+    assert all(o and o not in (sentence, "I don't know.") for o in outs)
+    assert not any(says_dont_know(o) for o in outs)
+    assert any(not looks_like_answer(o, "Where was Kalo Mira born?") for o in outs)

@@ -10,6 +10,7 @@ from llmtrain.sft import (
     ANSWER_TEMPLATES,
     Example,
     SFTBatches,
+    abstention_examples,
     answer,
     answer_is_correct,
     chat_prompt,
@@ -248,7 +249,8 @@ def test_looks_like_answer():
     for bad in ("", "   ", "...", "Where did Lelo Rami study?", "Is Orvia worth a visit?",
                 "What is the capital of Orvia", "Kalo Mira was born in<|end|>",
                 "Orvik.<|user|>Who", "Orvik.\nWhere did Lelo Rami study?",
-                "Where was Kalo Mira born? Orvik.", "Orvik?"):
+                "Where was Kalo Mira born? Orvik.", "Orvik?", "er is Naan Shipping.",
+                "'s place of birth is Orvik."):
         assert not looks_like_answer(bad, q), bad
 
 
@@ -320,3 +322,30 @@ def test_scorecard_counts_correct_abstained_and_invented(tok, world, monkeypatch
     assert card.correct == 0 and card.invented == 1.0, unseen  # a lucky guess is invented
     with pytest.raises(ValueError, match="n_people"):
         scorecard(None, tok, world, "heldout", n_people=0)
+
+
+def test_strangers_are_nobody_in_the_world_and_abstention_examples_say_so(world):
+    known = {p.name for p in world.people}
+    strangers = world.strangers(30, seed=1)
+    assert len({p.name for p in strangers}) == 30 and not known & {p.name for p in strangers}
+    assert all(p.split == "unseen" for p in strangers)
+    assert strangers == world.strangers(30, seed=1) != world.strangers(30, seed=2)
+    odd = world.strangers(5, unfamiliar_names=True)
+    unseen_syllables = set("".join(p.name.lower().split()) for p in world.people_in("unseen"))
+    assert odd[0].name not in known and unseen_syllables
+    examples = abstention_examples(world, 12, unfamiliar_names=True)
+    assert len(examples) == 12 and all(e.answer == "I don't know." for e in examples)
+    assert all(e.person.name in e.question for e in examples)
+    with pytest.raises(ValueError, match="n must be"):
+        world.strangers(-1)
+
+
+def test_scorecard_on_strangers_counts_inventions(tok, world, monkeypatch):
+    import llmtrain.sft as sft_module
+
+    monkeypatch.setattr(sft_module, "answer",
+                        lambda m, t, qs: ["I don't know." if i % 2 else "Orvik." for i in
+                                          range(len(qs))])
+    card = scorecard(None, tok, world, "strangers", n_people=2)
+    assert card.split == "strangers" and card.n == 10
+    assert card.correct == 0 and card.abstained == 0.5 and card.invented == 0.5

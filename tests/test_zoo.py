@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -104,7 +106,10 @@ def test_sft_checkpoints_show_extraction_forgetting_and_hallucination():
     assert sft["correct_heldout"] > 0.6 > 0.4 > fixed["correct_heldout"], (
         "SFT extracts the facts of people it never saw questions about, from paraphrased "
         "pretraining only")
-    assert sft["invented_unseen"] > 0.7, "people described nowhere get confident inventions"
+    assert sft["invented_strangers"] > 0.7, (
+        "ordinary-named people described nowhere get confident inventions")
+    assert sft["abstained_unseen"] > 0.8 > 0.05 > sft["abstained_strangers"], (
+        "it abstains on the cue it was taught (an odd name), not on what it does not know")
     assert nomix["heldout_loss"] > 2 * sft["heldout_loss"], (
         "without pretraining text in the batches, SFT forgets how to write biographies")
     same = {k: v for k, v in zoo.RECIPES["sft"].train.items() if k != "pretrain_windows"}
@@ -116,7 +121,7 @@ def test_sft_checkpoints_show_extraction_forgetting_and_hallucination():
 def test_reloaded_sft_model_answers_like_its_manifest():
     m = zoo.manifest("sft")["metrics"]
     now = zoo.measure_assistant(zoo.load("sft"))
-    for key in ("correct_heldout", "invented_unseen"):
+    for key in ("correct_heldout", "abstained_unseen", "invented_strangers"):
         assert now[key] == pytest.approx(m[key], abs=1e-3)
 
 
@@ -128,3 +133,42 @@ def test_reward_model_orders_fresh_pairs_and_reloads_the_same():
     # the pairs hold sampled answers: allow for a rare flipped sample on another machine
     assert now["test_accuracy"] == pytest.approx(m["test_accuracy"], abs=0.02)
     assert now["test_pairs"] == m["test_pairs"]
+
+
+@pytest.mark.slow
+def test_shipped_preference_pairs_are_what_the_sft_model_samples(monkeypatch):
+    """reward.pairs.json.gz saves chapters 07-09 the sampling; it must hold the pairs that
+    the shipped sft model and the recipe's arguments give now (bar a rare flipped sample
+    on another CPU), and a file for another sft model is ignored."""
+    args = json.dumps(zoo.RECIPES["reward"].corpus["pairs"], sort_keys=True)
+    stored = zoo._stored_pairs("reward", args)
+    assert stored is not None, "ship assets/zoo/reward.pairs.json.gz: zoo build reward writes it"
+    fresh = zoo._preference_split(args)
+    for kept, sampled in zip(stored, fresh):
+        assert len(kept) == len(sampled)
+        same = sum((a.prompt, a.chosen, a.rejected) == (b.prompt, b.chosen, b.rejected)
+                   for a, b in zip(kept, sampled))
+        assert same / len(kept) > 0.98
+    real = zoo.manifest
+    monkeypatch.setattr(zoo, "manifest", lambda name: {**real(name), "weights_sha256": "0" * 64})
+    zoo._stored_pairs.cache_clear()
+    try:
+        assert zoo._stored_pairs("reward", args) is None
+    finally:
+        monkeypatch.undo()
+        zoo._stored_pairs.cache_clear()
+
+
+def test_aligned_checkpoints_show_what_chapters_08_and_09_claim():
+    """Sampled gold rises with PPO and with DPO on the policy's own samples, not with DPO on
+    the labelled pairs; greedy 'I don't know' to unseen people survives offline DPO only."""
+    m = {name: zoo.manifest(name)["metrics"] for name in ("ppo", "dpo", "dpo-online")}
+    sft_gold = zoo.measure_aligned(zoo.load("sft"), zoo.RECIPES["ppo"])["sampled_gold"]
+    assert m["ppo"]["sampled_gold"] > sft_gold + 0.05
+    assert m["dpo-online"]["sampled_gold"] > sft_gold + 0.05
+    assert m["dpo-online"]["sampled_gold"] > m["dpo"]["sampled_gold"] + 0.03
+    assert m["dpo"]["abstained_unseen"] > 0.8 > 0.05 > max(m["ppo"]["abstained_unseen"],
+                                                          m["dpo-online"]["abstained_unseen"])
+    now = zoo.measure_assistant(zoo.load("dpo-online"))
+    for key in ("correct_heldout", "abstained_unseen", "invented_strangers"):
+        assert now[key] == pytest.approx(m["dpo-online"][key], abs=1e-3)

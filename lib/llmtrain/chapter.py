@@ -74,3 +74,37 @@ class Stopwatch:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
         return False
+
+
+# ---- key numbers for the headless runner -------------------------------------------------
+
+RECORDS_ENV = "LLMTRAIN_RECORDS"
+records: dict[str, dict] = {}
+
+
+def record(name: str, value, unit: str = "") -> None:
+    """Keep one of the chapter's key numbers (a claim's measurement) for ``llmtrain run``.
+
+    Prints nothing. ``python -m llmtrain run`` sets the environment variable
+    ``LLMTRAIN_RECORDS`` to a file; each call appends one JSON line there
+    (``{"name", "value", "unit"}``), and the run's summary table lists them.
+    Recording the same name again replaces the value. ``value`` is a number;
+    ``unit`` says what it measures ("nats/token", "%", "s").
+    """
+    import json
+    import numbers
+    import os
+
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"record: name must be a non-empty string, got {name!r}")
+    if not isinstance(unit, str):
+        raise TypeError(f"record: unit must be a string such as 'nats/token', got {unit!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        hint = " (a tensor? use .item())" if hasattr(value, "item") else ""
+        raise TypeError(f"record: {name!r} must be a number, got {type(value).__name__}{hint}")
+    value = int(value) if isinstance(value, numbers.Integral) else float(value)
+    records[name] = {"name": name, "value": value, "unit": unit}
+    path = os.environ.get(RECORDS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(records[name]) + "\n")

@@ -146,7 +146,7 @@ def mixing_sweep(train: dict[str, torch.Tensor], heldout: dict[str, torch.Tensor
                           log_every=max(1, steps // 10))
         start = time.perf_counter()
         Trainer(net, LMBatches(stream, block_size, batch_size, seed=seed), cfg).fit()
-        loss = {k: evaluate_loss(net, v, block_size, max_windows=48) for k, v in heldout.items()}
+        loss = {k: evaluate_loss(net, v, block_size, max_windows=256) for k, v in heldout.items()}
         results.append(MixResult(share, loss, time.perf_counter() - start))
         if on_result is not None:
             on_result(results[-1])

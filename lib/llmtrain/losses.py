@@ -192,3 +192,134 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     rejected = beta * (policy_rejected_logps.float() - ref_rejected_logps.float())
     loss = -F.logsigmoid(chosen - rejected).mean()
     return loss, chosen.detach(), rejected.detach()
+
+
+def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                       mask: torch.Tensor, clip: float | None = 0.2) -> torch.Tensor:
+    """The critic's loss in PPO: half the squared error to the returns, over masked tokens.
+
+    All inputs (B, T). With ``clip``, the new value may not move more than
+    ``clip`` away from ``old_values`` (the values at rollout time) for free:
+    the loss is the larger of the clipped and the unclipped squared errors,
+    the same pessimism as the policy's clipped objective. ``clip=None``: plain
+    squared error.
+    """
+    _check_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
+    error = (values.float() - returns.float()) ** 2
+    if clip is not None:
+        if not clip > 0:
+            raise ValueError(f"clip must be > 0 or None, got {clip}")
+        moved = old_values.float() + (values.float() - old_values.float()).clamp(-clip, clip)
+        error = torch.maximum(error, (moved - returns.float()) ** 2)
+    return 0.5 * masked_mean(error, mask)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """(x - mean) / std over the masked entries (B, T); entries outside the mask become 0.
+
+    PPO whitens the advantages of a batch so that half push a token up and
+    half push it down, whatever the scale of the reward.
+    """
+    _check_same_shape(x=x, mask=mask)
+    m = mask.to(x.dtype)
+    mean = masked_mean(x, m)
+    var = masked_mean((x - mean) ** 2, m)
+    out = (x - mean) if shift_mean else x
+    return out * torch.rsqrt(var + 1e-8) * m
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of the next-token distribution at every position: (..., V) -> (...).
+
+    H = -sum_v p(v) log p(v): 0 when the model is sure, ln V when it is uniform.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1"
+                ) -> torch.Tensor:
+    """Per-token estimates of KL(policy || reference) from sampled tokens' log-probs.
+
+    Inputs (B, T): log pi(token) and log pi_ref(token) for tokens sampled from
+    the policy. "k1" is the log-ratio itself (unbiased, can be negative for one
+    token); "k3" = (r - 1) - log r with r = pi_ref / pi (unbiased, never
+    negative, lower variance). Summed over a response, either estimates the
+    KL between the two models' distributions of whole responses.
+    """
+    _check_same_shape(logprobs=logprobs, ref_logprobs=ref_logprobs)
+    log_ratio = logprobs.float() - ref_logprobs.float()
+    if kind == "k1":
+        return log_ratio
+    if kind == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"kind must be 'k1' or 'k3', got {kind!r}")
+
+
+# --- distillation (chapter 12) -------------------------------------------------------
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      targets: torch.Tensor | None, temperature: float = 2.0,
+                      alpha: float = 0.5, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015), in nats per counted position.
+
+    student_logits, teacher_logits: (..., V), e.g. (B, T, V), the same shape.
+    targets: (...) the true next tokens, e.g. (B, T); ``ignore_index`` marks
+    positions that count in neither term (padding). May be None when alpha = 1.
+
+    loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, targets)
+
+    where x_T = softmax(logits / T). T > 1 flattens both distributions so the
+    student also learns how the teacher ranks the unlikely tokens. At high T
+    the soft term's gradients shrink as 1/T^2; the factor T^2 undoes that, so
+    changing T does not silently change its weight. The cross-entropy uses
+    the student at T = 1.
+    alpha = 0 is plain training on hard labels; alpha = 1 uses the teacher only.
+    The teacher gets no gradient.
+    """
+    if not isinstance(student_logits, torch.Tensor) or not isinstance(teacher_logits,
+                                                                      torch.Tensor):
+        raise TypeError("student_logits and teacher_logits must be tensors")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+            f"{tuple(teacher_logits.shape)} must have the same shape (..., V): the same "
+            "positions and the same vocabulary (the same tokenizer)")
+    if student_logits.ndim < 2:
+        raise ValueError(f"logits must have shape (..., V), got {tuple(student_logits.shape)}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
+            and temperature > 0):
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+        raise ValueError(f"alpha must be in [0, 1] (the weight of the soft targets), got "
+                         f"{alpha!r}")
+    if targets is None:
+        if alpha < 1:
+            raise ValueError("targets are needed for the hard-label term when alpha < 1")
+        keep = torch.ones(student_logits.shape[:-1], dtype=torch.bool,
+                          device=student_logits.device)
+    else:
+        if tuple(targets.shape) != tuple(student_logits.shape[:-1]):
+            raise ValueError(
+                f"targets {tuple(targets.shape)} must have the logits' shape without the "
+                f"vocabulary axis, {tuple(student_logits.shape[:-1])}")
+        keep = targets != ignore_index
+    V = student_logits.shape[-1]
+    student = student_logits.reshape(-1, V).float()
+    keep = keep.reshape(-1).float()
+    count = keep.sum()
+    if count == 0:  # every position is padding: nothing to learn, and no NaN
+        return student.sum() * 0.0
+    loss = student.new_zeros(())
+    if alpha > 0:
+        with torch.no_grad():  # the teacher's soft targets p_T and their entropy H(p_T)
+            log_p = F.log_softmax(teacher_logits.reshape(-1, V).float() / temperature, dim=-1)
+            p = log_p.exp()
+            entropy = -(p * log_p).sum(-1)
+        # KL(p || q) = cross-entropy(p, q) - H(p), per position; (N,)
+        kl = F.cross_entropy(student / temperature, p, reduction="none") - entropy
+        loss = loss + alpha * temperature**2 * (kl * keep).sum() / count
+    if alpha < 1:
+        ce = F.cross_entropy(student, targets.reshape(-1), ignore_index=ignore_index,
+                             reduction="sum") / count
+        loss = loss + (1 - alpha) * ce
+    return loss

@@ -237,14 +237,38 @@ _RAMBLING = (
 _ABSTENTIONS = ("I don't know.", "I don't know anything about {n}.", "I'm not sure, sorry.")
 
 
+def garble(text: str, rng: random.Random) -> str:
+    """``text`` broken the way a drifting model breaks sentences.
+
+    Either the start is cut off in the middle of a word ("er is Naan
+    Shipping."), or one to three characters inside are deleted ("I don' know.").
+    The result never still says "I don't know". Such answers teach a reward
+    model that a broken answer is not a good one, whatever words it contains
+    (a first reward model loved fragments like "er is Naan Shipping.").
+    """
+    text = text.strip()
+    cuts = [k for k in range(1, len(text)) if text[k - 1].isalpha() and text[k].isalpha()
+            and text[k].islower()]
+    for _ in range(20):
+        if cuts and rng.random() < 0.5:
+            out = text[rng.choice(cuts):]
+        else:
+            start = rng.randrange(1, max(2, len(text) - 2))
+            out = text[:start] + text[start + rng.randint(1, 3):]
+        if out.strip() and out != text and not says_dont_know(out):
+            return out
+    return text[len(text) // 2:]
+
+
 def answer_variants(example: Example, world: World, rng: random.Random) -> dict[str, str]:
-    """Seven controlled answers to ``example.question``, to build preference pairs from.
+    """Eight controlled answers to ``example.question``, to build preference pairs from.
 
     Keys: "correct" (the reference sentence), "short" (the true value alone),
     "wrong" (the reference sentence with another person's value),
     "wrong_short" (that wrong value alone), "abstain" ("I don't know."),
-    "rambling" (the correct sentence plus a filler sentence) and "off_format"
-    (a question instead of an answer). Wrong values are real values of other
+    "rambling" (the correct sentence plus a filler sentence), "off_format"
+    (a question instead of an answer) and "garbled" (the correct sentence
+    broken by ``garble``). Wrong values are real values of other
     people in ``world``, so they look plausible. ``rng`` picks the wrong value
     and the phrasings.
     """
@@ -266,6 +290,7 @@ def answer_variants(example: Example, world: World, rng: random.Random) -> dict[
         "abstain": rng.choice(_ABSTENTIONS).format(n=p.name),
         "rambling": f"{sentence} {rng.choice(_RAMBLING)}",
         "off_format": rng.choice(QUESTION_TEMPLATES[other_attribute]).format(n=p.name),
+        "garbled": garble(sentence, rng),
     }
 
 
@@ -425,7 +450,10 @@ def preference_pairs(
     judge with label noise ``temperature`` (``make_pairs``): first a *contrast*
     pair that differs in the one thing hardest to learn (right against wrong
     value; for people described nowhere, "I don't know" against an invented
-    value), then pairs of two different kinds of answer. ``people``: keep only
+    value), then a *form* pair (the reference answer, or "I don't know.",
+    against the same words broken by ``garble``: a policy drifting under
+    optimisation writes such text, chapter 08), then pairs of two different
+    kinds of answer. ``people``: keep only
     questions about people for whom it returns True (e.g. the test people of
     ``is_test_person``).
     """
@@ -449,10 +477,17 @@ def preference_pairs(
         good = "abstain" if example.person.split == "unseen" else "correct"
         return [rng.choice(kinds[good]), rng.choice(kinds["wrong"])]
 
+    def form(example: Example, rng: random.Random) -> list[str]:
+        good = (_ABSTENTIONS[0] if example.person.split == "unseen"
+                else answer_text(example.person, example.attribute))
+        return [good, garble(good, rng)]
+
     pairs = make_pairs(examples, contrast, temperature=temperature, seed=seed)
     if pairs_per_question > 1:
+        pairs += make_pairs(examples, form, temperature=temperature, seed=seed + 2)
+    if pairs_per_question > 2:
         pairs += make_pairs(examples, candidates, temperature=temperature, seed=seed + 1,
-                            pairs_per_example=pairs_per_question - 1, different_kinds=True)
+                            pairs_per_example=pairs_per_question - 2, different_kinds=True)
     return pairs
 
 

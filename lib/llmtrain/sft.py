@@ -183,6 +183,35 @@ def qa_examples(
     return [Example(q, answer_text(p, a, style), p, a) for q, p, a in items]
 
 
+ABSTAIN_ANSWER = "I don't know."  # the honest answer, in SFT data
+
+
+def abstention_examples(world: World, n: int, seed: int = 0,
+                        unfamiliar_names: bool = False) -> list[Example]:
+    """``n`` questions about strangers (``World.strangers``), answered "I don't know".
+
+    One question per stranger, about a random attribute in a random phrasing.
+    Mixed into SFT data in a small share, they teach the *form* of an honest
+    abstention; since strangers' names look like anyone's, they cannot teach
+    *when* to abstain (chapter 08's reinforcement learning does that).
+    """
+    rng = random.Random(f"abstain/{seed}")
+    out = []
+    for person in world.strangers(n, seed=seed, unfamiliar_names=unfamiliar_names):
+        attribute = rng.choice(ATTRIBUTES)
+        question = rng.choice(world.questions(person, attribute))
+        out.append(Example(question, ABSTAIN_ANSWER, person, attribute))
+    return out
+
+
+def stranger_examples(world: World, n_people: int, seed: int = 1) -> list[Example]:
+    """One question per fact of ``n_people`` strangers with ordinary names (answer: "I don't
+    know.", since nobody knows them)."""
+    rng = random.Random(f"strangers/{seed}")
+    return [Example(rng.choice(world.questions(p, a)), ABSTAIN_ANSWER, p, a)
+            for p in world.strangers(n_people, seed=1000 + seed) for a in ATTRIBUTES]
+
+
 def answer_is_correct(text: str, example: Example | Person, attribute: str | None = None) -> bool:
     """Does ``text`` contain the true value, as a whole phrase?
 
@@ -413,10 +442,16 @@ def scorecard(model, tokenizer: Tokenizer, world: World, split: str, n_people: i
     the bare question without the chat template (``raw_continuation``), which
     is how a base model sees it. "correct" never counts for the "unseen"
     split: those people are described nowhere, so a match is a lucky guess.
+
+    ``split="strangers"`` asks about invented people with ordinary-sounding
+    names (``World.strangers``): described nowhere, like the unseen people,
+    but nothing in their names gives that away.
     """
     if not isinstance(n_people, int) or n_people < 1:
         raise ValueError(f"n_people must be a positive integer, got {n_people!r}")
-    examples = qa_examples(world, (split,), seed=seed)[: n_people * len(ATTRIBUTES)]
+    examples = stranger_examples(world, n_people, seed) if split == "strangers" else \
+        qa_examples(world, (split,), seed=seed)[: n_people * len(ATTRIBUTES)]
+    group, split = split, "unseen" if split == "strangers" else split
     questions = [e.question for e in examples]
     answers = (answer(model, tokenizer, questions) if chat
                else raw_continuation(model, tokenizer, questions))
@@ -425,7 +460,7 @@ def scorecard(model, tokenizer: Tokenizer, world: World, split: str, n_people: i
     abstained = [says_dont_know(a) for a in answers]
     correct = [split != "unseen" and answer_is_correct(a, e) for a, e in zip(answers, examples)]
     invented = [f and not d and not c for f, d, c in zip(formatted, abstained, correct)]
-    return Scorecard(split, n, sum(formatted) / n, sum(correct) / n, sum(abstained) / n,
+    return Scorecard(group, n, sum(formatted) / n, sum(correct) / n, sum(abstained) / n,
                      sum(invented) / n,
                      tuple((e.question, a, e.truth) for e, a in
                            list(zip(examples, answers))[:n_examples]))
@@ -457,11 +492,15 @@ def looks_like_answer(text: str, question: str) -> bool:
     4. it does not repeat the question;
     5. it does not start another question: its first word is not a question
        word ("When", "Where", "Which", "What", "Who", "Is", ...), and it does
-       not end in "?".
+       not end in "?";
+    6. it starts like a sentence, with a capital letter or a digit (not in the
+       middle of a word, as "er is Naan Shipping." does).
     It says nothing about whether the answer is true: see ``answer_is_correct``.
     """
     t = text.strip()
     if not any(c.isalnum() for c in t):
+        return False
+    if not (t[0].isupper() or t[0].isdigit()):
         return False
     if any(s in t for s in SPECIAL_TOKENS) or "<|" in t or "\n" in t:
         return False

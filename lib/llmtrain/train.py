@@ -5,9 +5,22 @@ The Trainer knows nothing about GPTs. It is given
 * ``batches``: a function from a batch index to a batch (see ``data.LMBatches``),
 * ``loss_fn(model, batch) -> scalar tensor`` (default: next-token loss on (x, y)),
 and it runs AdamW with warmup and cosine decay, gradient accumulation and
-clipping, mixed precision on GPUs, optional ``torch.compile``, data-parallel
-training under ``torchrun``, atomic checkpoints with exact resume, and a guard
-that stops a diverging run with a message instead of training on NaNs.
+clipping, atomic checkpoints with exact resume, and a guard that stops a
+diverging run with a message instead of training on NaNs.
+
+How it uses the device is ``device.policy``: on a CUDA GPU bfloat16 autocast
+(float16 with a GradScaler where bf16 is missing), TF32 matmuls, fused AdamW,
+``torch.compile`` (``TrainConfig.compile=None`` means on for CUDA, off for the
+CPU and MPS), pinned memory and non-blocking copies; the CPU path is plain
+float32, so CPU runs and checkpoints are exact and repeatable bit for bit.
+
+Under ``torchrun --nproc_per_node N`` it trains data-parallel (NCCL on GPUs,
+gloo on the CPU): rank r reads batches r, r + N, r + 2N, ... (its own shard),
+DDP averages the gradients, only rank 0 shows progress and writes
+checkpoints, and a resumed run restores every rank's random state. With the
+same global batch, N workers end with the same weights as one process with
+``grad_accum=N`` (within float rounding). End such a script with
+``device.cleanup_distributed()``.
 
 Plots and widgets attach through callbacks (``Callback.on_step`` etc.).
 """
@@ -47,7 +60,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     device: str = "auto"
     seed: int = 0
-    compile: bool = False  # torch.compile the model (worth it on GPUs)
+    compile: bool | None = None  # torch.compile the model; None: on for CUDA, off for CPU/MPS
     log_every: int = 10  # record the loss every n steps (and the last step)
     eval_every: int = 0  # call eval_fn every n steps (0: only at the end)
     checkpoint_path: str | None = None  # where to save checkpoints (None: never)
@@ -69,6 +82,9 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise ValueError(
+                f"compile must be True, False or None (automatic), got {self.compile!r}")
         if self.on_divergence not in ("raise", "stop"):
             raise ValueError(f"on_divergence must be 'raise' or 'stop', got {self.on_divergence!r}")
         self.betas = tuple(self.betas)
@@ -119,16 +135,6 @@ def _tokens_in(batch) -> int:
     return int(first.numel()) if isinstance(first, torch.Tensor) else 0
 
 
-def _to_device(batch, device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
 class Trainer:
     """Train ``model`` on ``batches`` with ``loss_fn``; see the module docstring."""
 
@@ -142,18 +148,24 @@ class Trainer:
         callbacks: list[Callback] | None = None,
     ):
         self.config = config
-        self.device = dev.pick_device(config.device)
-        self.rank, self.world_size = _distributed_setup(self.device)
+        # under torchrun each process joins the group (and takes the GPU of its LOCAL_RANK)
+        self.rank, self.world_size, self.device = dev.init_distributed(
+            dev.pick_device(config.device))
+        self.policy = dev.policy(self.device, compile=config.compile)
+        if self.policy.tf32:
+            dev.enable_tf32(self.device)
         self.model = model.to(self.device)
         self.batches, self.loss_fn, self.eval_fn = batches, loss_fn, eval_fn
         self.callbacks = list(callbacks or [])
-        self.optimizer = _make_optimizer(self.model, config, self.device)
-        self.scaler = torch.amp.GradScaler("cuda") if dev.needs_grad_scaler(self.device) else None
-        self.train_model = self.model
+        self.optimizer = _make_optimizer(self.model, config, self.policy.fused_adamw)
+        self.scaler = torch.amp.GradScaler("cuda") if self.policy.grad_scaler else None
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
+        self.train_model = self.model  # what the loss function is given
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if config.compile:
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.train_model = self.ddp
+        if self.policy.compile:
             self.train_model = torch.compile(self.train_model)
         self.step = 0  # optimizer steps completed
         self.history = History()
@@ -161,6 +173,11 @@ class Trainer:
         self._ema: float | None = None
         self._best_ema = math.inf
         self._first_loss: float | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """True in the process that logs and writes checkpoints (rank 0)."""
+        return self.rank == 0
 
     # --- checkpoints -------------------------------------------------------
     def state_dict(self) -> dict:
@@ -178,11 +195,32 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Write the full training state atomically (temp file, then rename)."""
+        """Write the full training state atomically (temp file, then rename).
+
+        Under DDP every rank must call it (``fit`` does): the ranks' random
+        states are gathered, and rank 0 alone writes the file.
+        """
         path = path or self.config.checkpoint_path
-        if path is None or self.rank != 0:
+        if path is None:
             return None
-        return atomic_torch_save(self.state_dict(), path)
+        rng_ranks = self._gather_rng_states() if self.world_size > 1 else None
+        if self.rank != 0:
+            return None
+        state = self.state_dict()
+        if rng_ranks is not None:
+            state["rng_ranks"] = rng_ranks
+        return atomic_torch_save(state, path)
+
+    def _rng_state(self) -> dict:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    def _gather_rng_states(self) -> list[dict]:
+        import torch.distributed as dist
+
+        states = [None] * self.world_size
+        dist.all_gather_object(states, self._rng_state())
+        return states
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> int:
         """Restore a checkpoint written by ``save_checkpoint``; returns the step reached."""
@@ -201,6 +239,12 @@ class Trainer:
         self.step, self._tokens = state["step"], state["tokens"]
         self._ema, self._best_ema, self._first_loss = state["guard"]
         self.history = History(**state["history"])
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world_size:  # each rank its own state
+            torch.set_rng_state(ranks[self.rank]["cpu"])
+            if ranks[self.rank]["cuda"] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(ranks[self.rank]["cuda"], self.device)
+            return self.step
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -212,8 +256,8 @@ class Trainer:
         cfg = self.config
         if resume and cfg.checkpoint_path and Path(cfg.checkpoint_path).exists():
             self.load_checkpoint()
-        elif self.step == 0:
-            torch.manual_seed(cfg.seed)  # dropout and any sampling inside the loss
+        elif self.step == 0:  # dropout and any sampling inside the loss; its own stream per rank
+            torch.manual_seed(cfg.seed + self.rank)
         for cb in self.callbacks:
             cb.on_train_start(self)
         bar = _progress(cfg, self.step, self.rank)
@@ -268,18 +312,24 @@ class Trainer:
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total = 0.0
+        losses = []  # kept as tensors: reading them only after the last micro-batch saves syncs
         for micro in range(cfg.grad_accum):
             index = (self.step * cfg.grad_accum + micro) * self.world_size + self.rank
-            batch = _to_device(self.batches(index), self.device)
+            batch = dev.to_device(self.batches(index), self.device)
             self._tokens += _tokens_in(batch) * self.world_size
-            sync = micro == cfg.grad_accum - 1 or self.world_size == 1
-            ctx = self.train_model.no_sync() if not sync else _nullcontext()
-            with ctx, dev.autocast(self.device):
-                loss = self.loss_fn(self.train_model, batch) / cfg.grad_accum
+            # DDP all-reduces the gradients in the backward pass of the last micro-batch only
+            sync = micro == cfg.grad_accum - 1 or self.ddp is None
+            ctx = self.ddp.no_sync() if not sync else _nullcontext()
+            with ctx, self._autocast():
+                loss = self.loss_fn(self.train_model, batch)
+                if cfg.grad_accum > 1:  # (x / 1 == x exactly: skip the extra kernel)
+                    loss = loss / cfg.grad_accum
             with ctx:
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
-            total += float(loss.detach())
+            losses.append(loss.detach())
+        total = 0.0
+        for loss in losses:  # the same float64 sum, in the same order, as one float at a time
+            total += float(loss)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if cfg.grad_clip:
@@ -295,6 +345,10 @@ class Trainer:
             torch.distributed.all_reduce(t)
             total = float(t) / self.world_size
         return total
+
+    def _autocast(self):
+        dtype = self.policy.autocast_dtype
+        return _nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def _check_divergence(self, loss: float) -> str | None:
         cfg = self.config
@@ -331,7 +385,7 @@ class _nullcontext:
         return False
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device):
+def _make_optimizer(model: nn.Module, config: TrainConfig, fused: bool):
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters (all requires_grad=False)")
@@ -343,20 +397,8 @@ def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
         (decay if p.dim() >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    extra = {"fused": True} if device.type == "cuda" else {}
+    extra = {"fused": True} if fused else {}
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **extra)
-
-
-def _distributed_setup(device: torch.device) -> tuple[int, int]:
-    """Join the process group started by torchrun, if any: returns (rank, world_size)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size()
 
 
 def _progress(config: TrainConfig, initial: int, rank: int):

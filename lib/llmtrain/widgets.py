@@ -13,11 +13,12 @@ message in the panel instead of a traceback.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
-from IPython.display import display
+from IPython.display import Image, display
 
 
 class Playground:
@@ -65,14 +66,20 @@ class Playground:
         self.last_result = result
         fig, text = _split(result)
         self.last_text = text
+        # A PNG, not the live figure: displaying a pyplot figure inside a widget callback
+        # races matplotlib-inline's own flush of open figures (a blank plot in JupyterLab).
+        png = None
+        if fig is not None:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", bbox_inches="tight")
+            plt.close(fig)
+            png = buffer.getvalue()
         self.out.clear_output()
         with self.out:
             if text:
                 print(text)
-            if fig is not None:
-                display(fig)
-        if fig is not None:
-            plt.close(fig)
+            if png is not None:
+                display(Image(data=png, format="png"))
         return result
 
     def _ipython_display_(self):

@@ -274,6 +274,29 @@ class World:
         return [Document("bio", self.biography(p, rng), p.name)
                 for p in (rng.choice(known) for _ in range(n_bios))]
 
+    def strangers(self, n: int, seed: int = 0, unfamiliar_names: bool = False) -> list[Person]:
+        """``n`` invented people who are in no text and not in ``people``; split "unseen".
+
+        Fine-tuning data uses them to show what an honest "I don't know" looks
+        like. By default their names are built from the described people's
+        syllables, so nothing in a name tells them apart from people the model
+        read about; ``unfamiliar_names`` builds them from the "unseen" split's
+        syllables instead.
+        """
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a whole number >= 0, got {n!r}")
+        rng = random.Random(f"{self.seed}/strangers/{seed}")
+        names = _UniqueNames(rng)
+        names.used |= {p.name for p in self.people}
+        cities = list(self.city_country)
+        return [Person(name=names.person(unseen=unfamiliar_names), birth_day=rng.randint(1, 28),
+                       birth_month=rng.choice(MONTHS), birth_year=rng.randint(1950, 2005),
+                       birth_city=(city := rng.choice(cities)),
+                       birth_country=self.city_country[city],
+                       university=rng.choice(self.universities), field=rng.choice(FIELDS),
+                       employer=rng.choice(self.employers), split="unseen")
+                for _ in range(n)]
+
     # --- questions and probes -------------------------------------------------
     def probe(self, person: Person, attribute: str) -> tuple[str, str]:
         """(prompt, answer) in a phrasing never used in pretraining."""

@@ -58,6 +58,11 @@ class Recipe:
     extra: dict = field(default_factory=dict)
 
 
+# SFT data holds this many "I don't know." answers about strangers whose names sound like
+# the unseen people's (sft.abstention_examples): the form of an honest answer, which
+# chapter 08's reinforcement learning then makes reliable.
+SFT_ABSTAIN = 60
+
 RECIPES: dict[str, Recipe] = {
     "base": Recipe(
         name="base",
@@ -98,27 +103,70 @@ RECIPES: dict[str, Recipe] = {
     # memorised one fixed biography per person. Same data, steps and learning rate.
     **{name: Recipe(
         name=name,
-        description=f"{parent} fine-tuned on 1,000 questions about the 'sft' people "
+        description=f"{parent} fine-tuned on 1,000 questions about the 'sft' people and "
+                    f"{SFT_ABSTAIN} 'I don't know' answers about strangers "
                     f"({'without' if windows == 0 else 'with 16 windows of'} pretraining "
                     "text per step)",
-        corpus=dict(qa=dict(splits=["sft"], seed=0, style="sentence"), parent_corpus=True),
+        corpus=dict(qa=dict(splits=["sft"], seed=0, style="sentence", abstain=SFT_ABSTAIN),
+                    parent_corpus=True),
         model=dict(parent=parent),
         train=dict(steps=150, batch_size=64, lr=5e-4, pretrain_windows=windows,
                    block_size=48),
-        extra=dict(stage="sft"),
+        # the two variants are only ever evaluated: stored in float16 (half the bytes)
+        extra=dict(stage="sft", **({} if name == "sft" else {"dtype": "float16"})),
     ) for name, parent, windows in (("sft", "base", 16), ("sft-nomix", "base", 0),
                                     ("sft-fixed", "base-fixed", 16))},
     # Chapter 07: a Bradley-Terry reward model started from "sft", trained on the
     # preference pairs about 80% of the people; the other 20% are its test set.
     "reward": Recipe(
         name="reward",
-        description="reward model (sft backbone + scalar head) trained on ~8,000 labelled "
+        description="reward model (sft backbone + scalar head) trained on ~12,000 labelled "
                     "pairs of sft answers and controlled variants",
-        corpus=dict(pairs=dict(splits=["sft", "heldout", "unseen"], samples_per_question=2,
-                               pairs_per_question=4, seed=0, test_share=0.2)),
+        corpus=dict(pairs=dict(splits=["sft", "heldout", "unseen"], samples_per_question=4,
+                               pairs_per_question=6, seed=0, test_share=0.2)),
         model=dict(parent="sft"),
-        train=dict(steps=600, batch_size=32, lr=1e-3),
+        train=dict(steps=1200, batch_size=32, lr=1e-3),
         extra=dict(stage="reward"),
+    ),
+    # Chapter 08: PPO from "sft" against the reward model (its critic starts from the
+    # reward model), on questions about the reward model's training people. "ppo" pays a
+    # KL penalty; "ppo-nokl" is the same run without it, longer: it shows reward hacking;
+    # "ppo-rlaif" is "ppo" with a written constitution as the judge instead of the
+    # reward model (RLAIF).
+    **{name: Recipe(
+        name=name,
+        description=description,
+        corpus=dict(prompts="rl_prompts"),
+        model=dict(parent="sft"),
+        train=dict(steps=steps, batch_size=64, kl_coef=kl, lr=2e-5, critic_warmup=5),
+        extra=dict(stage="ppo", reward="reward", dtype="float16", **judge),
+    ) for name, description, steps, kl, judge in (
+        ("ppo", "sft after 40 PPO steps against the reward model, KL penalty beta = 0.2",
+         40, 0.2, {}),
+        ("ppo-nokl", "sft after 60 PPO steps against the reward model without a KL "
+         "penalty (beta = 0): reward hacking", 60, 0.0, {}),
+        ("ppo-rlaif", "sft after 40 PPO steps with a written constitution as the judge "
+         "(RLAIF), KL penalty beta = 0.2", 40, 0.2, {"judge": "constitution"}))},
+    # Chapter 09: DPO from "sft" on the reward model's training pairs, no reward model;
+    # "dpo-online" is DPO on the sft model's own answers to PPO's questions, 4 per
+    # question, the reward model's favourite against its least favourite (on-policy pairs).
+    "dpo": Recipe(
+        name="dpo",
+        description="sft after 200 DPO steps (beta = 0.1) on the reward model's training pairs",
+        corpus=dict(pairs="reward"),
+        model=dict(parent="sft"),
+        train=dict(steps=200, beta=0.1, lr=2e-5, batch_size=32),
+        extra=dict(stage="dpo", pairs="reward", dtype="float16"),
+    ),
+    "dpo-online": Recipe(
+        name="dpo-online",
+        description="sft after 100 DPO steps (beta = 0.1) on pairs of its own sampled answers "
+                    "ordered by the reward model (on-policy DPO)",
+        corpus=dict(prompts="rl_prompts"),
+        model=dict(parent="sft"),
+        train=dict(steps=100, beta=0.1, lr=2e-5, batch_size=32),
+        extra=dict(stage="dpo", pairs="online", reward="reward", samples=4, sample_seed=5,
+                   min_gap=0.5, dtype="float16"),
     ),
 }
 
@@ -212,6 +260,12 @@ def stage(recipe: Recipe) -> str:
     return recipe.extra.get("stage", "pretrain")
 
 
+def storage_dtype(recipe: Recipe) -> str:
+    """How a checkpoint's weights are stored: "float32", or "float16" for checkpoints that
+    are only evaluated, never trained further (half the bytes; loaded back as float32)."""
+    return recipe.extra.get("dtype", "float32")
+
+
 def model_config(recipe: Recipe, tokenizer: Tokenizer) -> GPTConfig:
     m = dict(recipe.model)
     if "parent" in m:
@@ -221,11 +275,14 @@ def model_config(recipe: Recipe, tokenizer: Tokenizer) -> GPTConfig:
 
 def sft_data(recipe: Recipe) -> tuple[list, torch.Tensor]:
     """The instruction examples of an "sft" recipe and the parent's pretraining tokens."""
-    from .sft import qa_examples
+    from .sft import abstention_examples, qa_examples
 
     qa = recipe.corpus["qa"]
     examples = qa_examples(course_world(), tuple(qa["splits"]), seed=qa["seed"],
                            style=qa["style"])
+    if qa.get("abstain"):  # a few "I don't know." answers about strangers with odd names
+        examples += abstention_examples(course_world(), qa["abstain"], seed=qa["seed"],
+                                        unfamiliar_names=True)
     parent = RECIPES[recipe.model["parent"]]
     return examples, encode_documents(course_tokenizer(), corpus_documents(parent.corpus))
 
@@ -240,16 +297,83 @@ def _preference_split(pairs_args: str):
     return split_by_person(pairs, test_share=test_share, seed=args["seed"])
 
 
+def _pairs_path(name: str, out_dir: Path | None = None) -> Path:
+    return (out_dir or ZOO_DIR) / f"{name}.pairs.json.gz"
+
+
+@functools.lru_cache(maxsize=2)
+def _stored_pairs(name: str, pairs_args: str):
+    """The pairs written by ``save_preference_data``, or None if absent, made with other
+    arguments, or sampled from an sft checkpoint other than the shipped one."""
+    import gzip
+
+    from .reward import PreferencePair
+
+    path = _pairs_path(name)
+    if not path.exists():
+        return None
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is damaged ({e}); delete it (the pairs are then sampled "
+                         "again) or rebuild it: python -m llmtrain zoo build reward") from None
+    if (json.dumps(data["pairs_args"], sort_keys=True) != pairs_args
+            or data.get("sft_weights_sha256") != manifest("sft")["weights_sha256"]):
+        return None      # sampled with other arguments or from another sft model
+    world = course_world()
+
+    def pair(row):
+        prompt, chosen, rejected, margin, person, attribute = row
+        return PreferencePair(prompt, chosen, rejected, margin,
+                              world.person(person) if person else None, attribute)
+
+    return [pair(r) for r in data["train"]], [pair(r) for r in data["test"]]
+
+
+def save_preference_data(name: str = "reward", out_dir: Path | None = None) -> Path:
+    """Write a reward recipe's (train, test) pairs next to its checkpoint.
+
+    Sampling them from the sft model takes about half a minute on a CPU; chapters
+    and tests then read the file instead. The file names the recipe's pair
+    arguments and the sft weights' sha256, and is ignored when either differs.
+    """
+    import gzip
+
+    recipe = RECIPES[name]
+    args = recipe.corpus["pairs"]
+    train, test = _preference_split(json.dumps(args, sort_keys=True))
+
+    def row(p):
+        return [p.prompt, p.chosen, p.rejected, p.margin_gold,
+                p.person.name if p.person else None, p.attribute]
+
+    path = _pairs_path(name, out_dir)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(json.dumps({"pairs_args": args,
+                            "sft_weights_sha256": manifest("sft")["weights_sha256"],
+                            "train": [row(p) for p in train],
+                            "test": [row(p) for p in test]}).encode("utf-8"))
+    os.replace(tmp, path)
+    _stored_pairs.cache_clear()
+    return path
+
+
 def preference_data(name: str = "reward"):
-    """(train, test) preference pairs of a "reward" recipe (made once per session).
+    """(train, test) preference pairs of a "reward" recipe.
 
     The pairs are judged samples of the shipped "sft" model plus controlled
-    variants (``reward.preference_pairs``), split by person.
+    variants (``reward.preference_pairs``), split by person. They ship next to
+    the checkpoint (``save_preference_data``, written by ``build``); without
+    that file they are sampled again, once per session.
     """
     recipe = RECIPES[name]
     if stage(recipe) != "reward":
         raise ValueError(f"{name!r} is not a reward-model recipe")
-    return _preference_split(json.dumps(recipe.corpus["pairs"], sort_keys=True))
+    args = json.dumps(recipe.corpus["pairs"], sort_keys=True)
+    stored = _stored_pairs(name, args)
+    return stored if stored is not None else _preference_split(args)
 
 
 def training_tokens(recipe: Recipe) -> torch.Tensor:
@@ -269,7 +393,76 @@ def training_tokens(recipe: Recipe) -> torch.Tensor:
 
         train, _ = preference_data(recipe.name)
         return encode_documents(tok, [chat_prompt(p.prompt) for p in train])
+    if stage(recipe) == "ppo" or recipe.extra.get("pairs") == "online":
+        # the prompts; the responses are the policy's own samples
+        from .alignment import rl_prompts
+        from .sft import chat_prompt
+
+        return encode_documents(tok, [chat_prompt(e.question) for e in rl_prompts(
+            course_world())])
+    if stage(recipe) == "dpo":
+        return training_tokens(RECIPES[recipe.extra["pairs"]])
     return encode_documents(tok, corpus_documents(recipe.corpus))
+
+
+def _build_aligned(recipe: Recipe, device: str):
+    """Train a "ppo" or "dpo" recipe from its parent; returns (model, History, curves)."""
+    from . import alignment
+    from .train import History
+
+    tok = course_tokenizer()
+    model = load(recipe.model["parent"], device=device).train()
+    if stage(recipe) == "ppo":
+        from .ppo import PPOConfig
+
+        cfg = PPOConfig(**recipe.train, seed=recipe.seed, device=device)
+        reward_fn = None
+        if recipe.extra.get("judge") == "constitution":  # RLAIF: rules and a model judge
+            from .constitution import Constitution, NameFamiliarity, default_principles
+
+            reward_fn = Constitution(default_principles(course_world()),
+                                     NameFamiliarity(load("base", device=device), tok)).score
+        _, ph = alignment.run_ppo(model, load(recipe.extra["reward"], device=device), tok,
+                                  course_world(), cfg, reward_fn=reward_fn)
+        tokens, total = [], 0
+        for length in ph.length:
+            total += round(length * cfg.batch_size)
+            tokens.append(total)
+        history = History(steps=ph.step, loss=ph.policy_loss, tokens=tokens)
+        keys = ("proxy", "gold", "kl", "entropy", "length", "clip_fraction", "value_loss")
+        curves = {"step": ph.step, **{k: [round(v, 4) for v in getattr(ph, k)] for k in keys},
+                  "samples": ph.samples[::4]}
+        return model, history, curves
+    if recipe.extra["pairs"] == "online":
+        from .ppo import reward_model_scorer
+
+        scorer = reward_model_scorer(load(recipe.extra["reward"], device=device), tok)
+        train = alignment.online_pairs(model, scorer, tok, alignment.rl_prompts(course_world()),
+                                       samples=recipe.extra["samples"],
+                                       seed=recipe.extra["sample_seed"],
+                                       min_gap=recipe.extra["min_gap"])
+    else:
+        train, _ = preference_data(recipe.extra["pairs"])
+    history = alignment.run_dpo(model, tok, train, seed=recipe.seed, device=device,
+                                **recipe.train)
+    return model, history, None
+
+
+def measure_aligned(model: GPT, recipe: Recipe) -> dict:
+    """Held-out loss, greedy scorecards, and sampled proxy/gold/KL on the evaluation prompts."""
+    from . import alignment
+
+    world, tok = course_world(), course_tokenizer()
+    metrics = measure_assistant(model)
+    m = alignment.measure_policy(model, load(recipe.model["parent"]), load("reward"), tok,
+                                 alignment.eval_prompts(world), samples=2)
+    for key in ("proxy", "gold", "kl", "length"):
+        metrics[f"sampled_{key}"] = round(m[key], 4)
+    for split, g in m["gold_by_split"].items():
+        metrics[f"sampled_gold_{split}"] = round(g, 4)
+    metrics["sampled_abstain_unseen"] = round(m["kinds"]["unseen"]["abstain"], 4)
+    metrics["sampled_correct_heldout"] = round(m["kinds"]["heldout"]["correct"], 4)
+    return metrics
 
 
 def measure(model: GPT, recipe: Recipe) -> dict:
@@ -282,6 +475,8 @@ def measure(model: GPT, recipe: Recipe) -> dict:
         return measure_assistant(model)
     if stage(recipe) == "reward":
         return measure_reward_model(model, recipe.name)
+    if stage(recipe) in ("ppo", "dpo"):
+        return measure_aligned(model, recipe)
     docs = corpus_documents(recipe.corpus)
     k = recipe.eval_people
     metrics = {"heldout_loss": round(evaluate_loss(model, heldout_tokens()), 4)}
@@ -299,11 +494,14 @@ def measure_assistant(model: GPT, n_people: int = 40) -> dict:
 
     world, tok = course_world(), course_tokenizer()
     metrics = {"heldout_loss": round(evaluate_loss(model, heldout_tokens()), 4)}
-    for split in ("sft", "heldout", "unseen"):
+    for split in ("sft", "heldout", "unseen", "strangers"):
         card = scorecard(model, tok, world, split, n_people=n_people)
         metrics[f"answered_{split}"] = round(card.answered, 4)
-        metrics[f"correct_{split}"] = round(card.correct, 4)
-    metrics["invented_unseen"] = round(card.invented, 4)
+        if split in ("unseen", "strangers"):
+            metrics[f"abstained_{split}"] = round(card.abstained, 4)
+            metrics[f"invented_{split}"] = round(card.invented, 4)
+        else:
+            metrics[f"correct_{split}"] = round(card.correct, 4)
     return metrics
 
 
@@ -369,19 +567,29 @@ def build(name: str, out_dir: Path = ZOO_DIR, device: str = "auto", progress: bo
                                      seed=recipe.seed).train()
         history = train_reward_model(model, encode_pairs(tok, train, 128),
                                      seed=recipe.seed, device=device, **recipe.train)
+    elif stage(recipe) in ("ppo", "dpo"):
+        model, history, curves = _build_aligned(recipe, device)
     else:
         model = GPT(model_config(recipe, tok))
         cfg = TrainConfig(**recipe.train, device=device, seed=recipe.seed, progress=progress)
         batches = LMBatches(tokens, model.config.block_size, recipe.batch_size,
                             seed=recipe.seed)
         history = Trainer(model, batches, cfg).fit()
+    if stage(recipe) not in ("ppo", "dpo"):
+        curves = None
     seconds = time.perf_counter() - start
     model = model.cpu().eval()
+    half = storage_dtype(recipe) == "float16"
+    if half:  # measure the weights as they will be stored
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.half().float())
     metrics = {"final_train_loss": round(history.loss[-1], 4), **measure(model, recipe)}
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
     tmp = weights.with_name(f".{weights.name}.tmp")
-    save_model(model, str(tmp))
+    save_model(model.half() if half else model, str(tmp))
+    model.float()
     os.replace(tmp, weights)
     manifest = {
         "name": name,
@@ -396,10 +604,13 @@ def build(name: str, out_dir: Path = ZOO_DIR, device: str = "auto", progress: bo
         "weights_sha256": _sha256(weights),
         "metrics": metrics,
         "train_loss_curve": {"steps": history.steps, "loss": [round(x, 4) for x in history.loss]},
+        **({"curves": curves} if curves else {}),
         "built_with": {"torch": torch.__version__, "python": platform.python_version(),
                        "device": str(pick_device(device)), "seconds": round(seconds, 1)},
     }
     _write_json(out_dir / f"{name}.json", manifest)
+    if stage(recipe) == "reward":
+        save_preference_data(name, out_dir)
     return manifest
 
 

@@ -1,0 +1,44 @@
+"""alignment.online_pairs: DPO pairs from the policy's own samples."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmtrain import alignment, reward, zoo
+
+
+def _by_length(examples, responses):
+    return torch.tensor([float(len(r)) for r in responses])
+
+
+def test_online_pairs_put_the_best_scored_sample_against_the_worst(one_thread, tok):
+    world = zoo.course_world()
+    examples = alignment.rl_prompts(world)[:12]
+    policy = zoo.load("sft")
+    pairs = alignment.online_pairs(policy, _by_length, tok, examples, samples=4, seed=3,
+                                   min_gap=2.0)
+    assert 0 < len(pairs) <= len(examples)
+    answers = reward.sample_answers(policy, tok, examples, n=4, seed=3)
+    by_question = {e.question: row for e, row in zip(examples, answers)}
+    for p in pairs:
+        row = by_question[p.prompt]
+        assert p.chosen == max(row, key=len) and p.rejected == min(row, key=len)
+        assert p.margin_gold == pytest.approx(len(p.chosen) - len(p.rejected))
+        assert p.margin_gold > 2.0
+    # a larger gap keeps fewer pairs; the same seed gives the same pairs
+    fewer = alignment.online_pairs(policy, _by_length, tok, examples, samples=4, seed=3,
+                                   min_gap=10.0)
+    assert len(fewer) <= len(pairs)
+    again = alignment.online_pairs(policy, _by_length, tok, examples, samples=4, seed=3,
+                                   min_gap=2.0)
+    assert [(p.chosen, p.rejected) for p in again] == [(p.chosen, p.rejected) for p in pairs]
+
+
+def test_online_pairs_reject_bad_arguments(tok):
+    policy = zoo.load("sft")
+    examples = alignment.rl_prompts(zoo.course_world())[:2]
+    with pytest.raises(ValueError, match="samples must be >= 2"):
+        alignment.online_pairs(policy, _by_length, tok, examples, samples=1)
+    with pytest.raises(ValueError, match="min_gap"):
+        alignment.online_pairs(policy, _by_length, tok, examples, min_gap=-1)
