@@ -1,4 +1,4 @@
-"""alignment.online_pairs: DPO pairs from the policy's own samples."""
+"""alignment: DPO pairs from the policy's own samples (online_pairs), and run_dpo."""
 
 from __future__ import annotations
 
@@ -42,3 +42,20 @@ def test_online_pairs_reject_bad_arguments(tok):
         alignment.online_pairs(policy, _by_length, tok, examples, samples=1)
     with pytest.raises(ValueError, match="min_gap"):
         alignment.online_pairs(policy, _by_length, tok, examples, min_gap=-1)
+
+
+def test_run_dpo_takes_pairs_or_the_same_pairs_encoded(one_thread, tok):
+    import copy
+
+    pairs, _ = zoo.preference_data("reward")
+    pairs = pairs[:64]
+    start = zoo.load("sft")
+    a, b = copy.deepcopy(start), copy.deepcopy(start)
+    ha = alignment.run_dpo(a, tok, pairs, steps=2, beta=0.1, lr=1e-4, batch_size=8,
+                           device="cpu")
+    encoded = reward.encode_pairs(tok, pairs, start.config.block_size)
+    hb = alignment.run_dpo(b, tok, encoded, steps=2, beta=0.1, lr=1e-4, batch_size=8,
+                           device="cpu")
+    assert ha.loss == pytest.approx(hb.loss)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(next(a.parameters()), next(start.parameters()))

@@ -96,3 +96,6 @@ def test_implicit_rewards_are_zero_at_the_reference_and_rank_pairs_after_trainin
     assert drift(policy, enc, tok.assistant_id, ref_lp) == pytest.approx(want) and want > 0
     with pytest.raises(ValueError, match="reference model or its log-probs"):
         implicit_rewards(policy, None, enc, tok.assistant_id, beta=0.1)
+    # an eval_fn handed the reference log-probs measures exactly what the caching one does
+    given = dpo_eval_fn(reference, enc, tok.assistant_id, beta=0.1, reference_logprobs=ref_lp)
+    assert given(policy) == pytest.approx(evaluate(policy))

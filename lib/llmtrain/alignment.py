@@ -24,7 +24,8 @@ import random
 from collections import Counter
 
 from .ppo import PPOConfig, PPOTrainer, evaluate_policy, gold_scorer, reward_model_scorer
-from .reward import PreferencePair, encode_pairs, is_test_person, judge_category, sample_answers
+from .reward import (EncodedPairs, PreferencePair, encode_pairs, is_test_person, judge_category,
+                     sample_answers)
 from .sft import Example, qa_examples
 from .world import World
 
@@ -94,12 +95,14 @@ def run_ppo(policy, reward_model, tokenizer, world: World, config: PPOConfig,
 def run_dpo(policy, tokenizer, train_pairs, steps: int, beta: float, lr: float,
             batch_size: int = 32, seed: int = 0, device: str = "auto", eval_fn=None,
             eval_every: int = 0, callbacks=None, nll_coef: float = 0.0):
-    """DPO on ``train_pairs`` (the reward model's training pairs); the reference is a frozen
-    copy of ``policy`` as given. Returns the training History."""
+    """DPO on ``train_pairs`` (the reward model's training pairs, or those pairs already
+    encoded by ``reward.encode_pairs``, to encode them once for several runs); the
+    reference is a frozen copy of ``policy`` as given. Returns the training History."""
     from .dpo import train_dpo
 
     reference = copy.deepcopy(policy).eval()
-    encoded = encode_pairs(tokenizer, train_pairs, policy.config.block_size)
+    encoded = (train_pairs if isinstance(train_pairs, EncodedPairs)
+               else encode_pairs(tokenizer, train_pairs, policy.config.block_size))
     return train_dpo(policy, reference, encoded, tokenizer.assistant_id, steps=steps,
                      beta=beta, batch_size=batch_size, lr=lr, seed=seed, device=device,
                      eval_fn=eval_fn, eval_every=eval_every, callbacks=callbacks,

@@ -161,7 +161,7 @@ def implicit_rewards(policy: GPT, reference: GPT | None, encoded: EncodedPairs,
     The policy "prefers" the chosen answer when its implicit reward is the
     larger; the share of such pairs is its pair accuracy, comparable with a
     reward model's. The frozen reference's log-probs never change: pass them
-    as ``reference_logprobs`` (from an earlier call's ``_side_logprobs``) to
+    as ``reference_logprobs`` (``side_logprobs(reference, encoded, ...)``) to
     skip its forward passes.
     """
     if reference_logprobs is None:
@@ -173,12 +173,14 @@ def implicit_rewards(policy: GPT, reference: GPT | None, encoded: EncodedPairs,
     return beta * (pc - rc), beta * (pr - rr)
 
 
-def dpo_eval_fn(reference: GPT, encoded: EncodedPairs, assistant_id: int, beta: float):
+def dpo_eval_fn(reference: GPT, encoded: EncodedPairs, assistant_id: int, beta: float,
+                reference_logprobs: tuple[torch.Tensor, torch.Tensor] | None = None):
     """An ``eval_fn`` for ``train_dpo``: pair accuracy and mean implicit-reward margin.
 
-    The frozen reference's log-probs are computed at the first call and reused.
+    The frozen reference's log-probs are computed at the first call and reused; pass
+    ``reference_logprobs`` (``side_logprobs(reference, encoded, ...)``) if you have them.
     """
-    cache = {}
+    cache = {} if reference_logprobs is None else {"ref": reference_logprobs}
 
     def evaluate(policy) -> dict:
         if "ref" not in cache:

@@ -168,7 +168,10 @@ def ppo_playground(policy, reward_model, tokenizer, examples, questions, max_ste
 def dpo_playground(policy, tokenizer, train_pairs, questions, max_steps: int = 60,
                    seed: int = 0, device: str = "cpu") -> Playground:
     """beta and learning rate (and steps); Run trains a fresh copy with DPO and shows its
-    answers (greedy) to ``questions`` before and after, and the loss curve."""
+    answers (greedy) to ``questions`` before and after, and the loss curve.
+
+    ``train_pairs`` as ``alignment.run_dpo`` takes them: encoded once, each Run starts sooner.
+    """
     from .alignment import run_dpo
     from .sft import answer
 
