@@ -24,8 +24,14 @@ import random
 from collections import Counter
 
 from .ppo import PPOConfig, PPOTrainer, evaluate_policy, gold_scorer, reward_model_scorer
-from .reward import (EncodedPairs, PreferencePair, encode_pairs, is_test_person, judge_category,
-                     sample_answers)
+from .reward import (
+    EncodedPairs,
+    PreferencePair,
+    encode_pairs,
+    is_test_person,
+    judge_category,
+    sample_answers,
+)
 from .sft import Example, qa_examples
 from .world import World
 
