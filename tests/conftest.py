@@ -34,7 +34,6 @@ def _seed():
     yield
 
 
-
 @pytest.fixture(scope="module")
 def one_thread():
     """Small models on a shared 2-core machine: one thread avoids oversubscription stalls."""
@@ -52,3 +51,27 @@ def tok():
     from llmtrain.zoo import course_tokenizer
 
     return course_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def world():
+    """A small course world: 20 people, 4 of them described nowhere (a test module may
+    define its own ``world`` instead)."""
+    from llmtrain.world import World
+
+    return World.generate(seed=3, n_people=20, n_unseen=4)
+
+
+@pytest.fixture
+def nano(tok):
+    """``nano(seed=0, block_size=48)``: a fresh nano GPT with the course vocabulary, in eval
+    mode, its weights drawn after ``torch.manual_seed(seed)``."""
+    import torch
+
+    from llmtrain.model import GPT, preset
+
+    def make(seed: int = 0, block_size: int = 48):
+        torch.manual_seed(seed)
+        return GPT(preset("nano", vocab_size=tok.vocab_size, block_size=block_size)).eval()
+
+    return make

@@ -8,14 +8,8 @@ import torch
 from llmtrain.constitution import Constitution, NameFamiliarity, Principle, default_principles
 from llmtrain.model import GPT, preset
 from llmtrain.sft import qa_examples
-from llmtrain.world import World
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def world():
-    return World.generate(seed=3, n_people=20, n_unseen=4)
 
 
 class FixedFamiliarity:

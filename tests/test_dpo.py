@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from llmtrain.dpo import pair_logprobs, response_logprobs, train_dpo
-from llmtrain.model import GPT, preset
 from llmtrain.reward import PairBatches, PreferencePair, encode_pairs
 from llmtrain.sft import encode_example, qa_examples
 from llmtrain.world import World
@@ -19,13 +18,8 @@ def world():
     return World.generate(seed=3, n_people=20, n_unseen=2)
 
 
-def _nano(tok):
-    torch.manual_seed(0)
-    return GPT(preset("nano", vocab_size=tok.vocab_size, block_size=64)).eval()
-
-
-def test_response_logprobs_sum_the_answer_tokens_only(tok):
-    model = _nano(tok)
+def test_response_logprobs_sum_the_answer_tokens_only(tok, nano):
+    model = nano(block_size=64)
     q, a = "Where was Kalo Mira born?", "Kalo Mira's place of birth is Orvik."
     ids, labels = encode_example(tok, q, a)
     x = torch.tensor([ids])
@@ -39,8 +33,8 @@ def test_response_logprobs_sum_the_answer_tokens_only(tok):
         response_logprobs(model, torch.tensor([[1, 2, 3]]), torch.tensor([2]), tok.assistant_id)
 
 
-def test_dpo_raises_the_chosen_answers_relative_to_the_reference(tok, world):
-    policy = _nano(tok)
+def test_dpo_raises_the_chosen_answers_relative_to_the_reference(tok, world, nano):
+    policy = nano(block_size=64)
     reference = copy.deepcopy(policy)
     examples = qa_examples(world)[:8]
     pairs = [PreferencePair(e.question, e.answer, "I don't know.", 1.0, e.person, e.attribute)
@@ -64,10 +58,10 @@ def test_dpo_raises_the_chosen_answers_relative_to_the_reference(tok, world):
         train_dpo(policy, reference, enc, tok.assistant_id, steps=1, beta=0)
 
 
-def test_implicit_rewards_are_zero_at_the_reference_and_rank_pairs_after_training(tok, world):
+def test_implicit_rewards_are_zero_at_the_reference_and_rank_pairs_after_training(tok, world, nano):
     from llmtrain.dpo import dpo_eval_fn, implicit_rewards
 
-    policy = _nano(tok)
+    policy = nano(block_size=64)
     reference = copy.deepcopy(policy)
     examples = qa_examples(world)[:8]
     pairs = [PreferencePair(e.question, e.answer, "I don't know.", 1.0, e.person, e.attribute)

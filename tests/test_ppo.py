@@ -12,19 +12,8 @@ from llmtrain import ppo
 from llmtrain.losses import clipped_value_loss, kl_estimate, token_entropy, whiten
 from llmtrain.model import GPT, preset, token_logprobs
 from llmtrain.sft import qa_examples
-from llmtrain.world import World
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def world():
-    return World.generate(seed=3, n_people=20, n_unseen=4)
-
-
-def _nano(tok, seed=0):
-    torch.manual_seed(seed)
-    return GPT(preset("nano", vocab_size=tok.vocab_size, block_size=48)).eval()
 
 
 # --- the pure pieces -------------------------------------------------------------------
@@ -76,8 +65,8 @@ def test_kl_estimates_are_unbiased_for_two_categoricals():
 
 
 # --- rollouts --------------------------------------------------------------------------
-def test_sampled_responses_stop_after_their_end_token(tok, world, monkeypatch):
-    model = _nano(tok)
+def test_sampled_responses_stop_after_their_end_token(tok, world, monkeypatch, nano):
+    model = nano()
     examples = qa_examples(world)[:3]
     (a,), (b,) = tok.encode(" born"), tok.encode(" city")
     end, pad = tok.end_id, tok.pad_id
@@ -94,8 +83,8 @@ def test_sampled_responses_stop_after_their_end_token(tok, world, monkeypatch):
     assert attn[:, P:].tolist() == rmask.tolist() and ids.shape == attn.shape
 
 
-def test_response_logprobs_match_the_models_token_logprobs(tok, world):
-    model = _nano(tok)
+def test_response_logprobs_match_the_models_token_logprobs(tok, world, nano):
+    model = nano()
     examples = qa_examples(world)[:4]
     ids, attn, P, rmask, _, _ = ppo.sample_responses(model, tok, examples, 5,
                                                       generator=torch.Generator().manual_seed(1))
@@ -107,10 +96,10 @@ def test_response_logprobs_match_the_models_token_logprobs(tok, world):
     assert bool((entropy >= 0).all()) and float(entropy.max()) <= math.log(tok.vocab_size) + 1e-4
 
 
-def test_token_rewards_put_the_score_on_the_last_token_and_charge_kl_everywhere(tok, world):
-    model = _nano(tok)
-    ref = _nano(tok, seed=1)
-    critic = ppo.ValueModel(_nano(tok, seed=2))
+def test_token_rewards_put_the_score_on_the_last_token_and_charge_kl_everywhere(tok, world, nano):
+    model = nano()
+    ref = nano(1)
+    critic = ppo.ValueModel(nano(2))
     examples = qa_examples(world)[:5]
     cfg = ppo.PPOConfig(max_new_tokens=5, kl_coef=0.3, unfinished_penalty=0.0, device="cpu")
     ro = ppo.make_rollout(model, ref, critic, tok, examples,
@@ -123,12 +112,12 @@ def test_token_rewards_put_the_score_on_the_last_token_and_charge_kl_everywhere(
 
 
 # --- the loop --------------------------------------------------------------------------
-def test_ppo_raises_the_reward_and_leaves_the_reference_alone(tok, world):
+def test_ppo_raises_the_reward_and_leaves_the_reference_alone(tok, world, nano):
     """A reward for long responses (in characters): PPO must find longer tokens."""
-    policy = _nano(tok)
+    policy = nano()
     reference = copy.deepcopy(policy)
     ref_state = {k: v.clone() for k, v in reference.state_dict().items()}
-    critic = ppo.ValueModel(_nano(tok, seed=5))
+    critic = ppo.ValueModel(nano(5))
     reward_fn = lambda exs, rs: torch.tensor([min(len(r), 40) / 10 for r in rs])
     cfg = ppo.PPOConfig(steps=25, batch_size=32, max_new_tokens=4, kl_coef=0.0, lr=3e-3,
                         critic_lr=1e-3, unfinished_penalty=0.0, device="cpu", seed=0)
@@ -144,21 +133,21 @@ def test_ppo_raises_the_reward_and_leaves_the_reference_alone(tok, world):
         assert torch.equal(v, ref_state[k]), f"the reference changed: {k}"
 
 
-def test_a_kl_penalty_keeps_the_policy_closer(tok, world):
+def test_a_kl_penalty_keeps_the_policy_closer(tok, world, nano):
     reward_fn = lambda exs, rs: torch.tensor([min(len(r), 40) / 10 for r in rs])
     kls = {}
     for kl_coef in (0.0, 2.0):
-        policy = _nano(tok)
+        policy = nano()
         cfg = ppo.PPOConfig(steps=15, batch_size=32, max_new_tokens=4, kl_coef=kl_coef, lr=3e-3,
                             critic_lr=1e-3, unfinished_penalty=0.0, device="cpu", seed=0)
         history = ppo.PPOTrainer(policy, tok, qa_examples(world), reward_fn, cfg,
-                                 critic=ppo.ValueModel(_nano(tok, seed=5))).fit()
+                                 critic=ppo.ValueModel(nano(5))).fit()
         kls[kl_coef] = history.last("kl", 5)
     assert kls[2.0] < kls[0.0], kls
 
 
-def test_evaluating_the_reference_against_itself_gives_zero_kl(tok, world):
-    model = _nano(tok)
+def test_evaluating_the_reference_against_itself_gives_zero_kl(tok, world, nano):
+    model = nano()
     examples = qa_examples(world)[:8]
     out = ppo.evaluate_policy(model, model, tok, examples,
                               lambda exs, rs: torch.ones(len(rs)), samples=2, max_new_tokens=4)
@@ -167,21 +156,21 @@ def test_evaluating_the_reference_against_itself_gives_zero_kl(tok, world):
     assert 1 <= out["length"] <= 4
 
 
-def test_bad_settings_are_clear_errors(tok, world):
+def test_bad_settings_are_clear_errors(tok, world, nano):
     with pytest.raises(ValueError, match="kl_coef"):
         ppo.PPOConfig(kl_coef=-1)
     with pytest.raises(ValueError, match="minibatches"):
         ppo.PPOConfig(batch_size=2, minibatches=4)
     with pytest.raises(ValueError, match="positive whole number"):
         ppo.PPOConfig(steps=0)
-    model = _nano(tok)
+    model = nano()
     with pytest.raises(ValueError, match="critic"):
         ppo.PPOTrainer(model, tok, qa_examples(world), lambda e, r: torch.zeros(len(r)))
     with pytest.raises(ValueError, match="max_new_tokens"):
         ppo.sample_responses(model, tok, qa_examples(world)[:2], max_new_tokens=100)
     bad = ppo.PPOTrainer(model, tok, qa_examples(world), lambda e, r: torch.zeros(len(r) + 1),
                          ppo.PPOConfig(batch_size=4, max_new_tokens=3, device="cpu"),
-                         critic=ppo.ValueModel(_nano(tok)))
+                         critic=ppo.ValueModel(nano()))
     with pytest.raises(ValueError, match="one score per response"):
         bad.step()
 

@@ -9,26 +9,14 @@ import torch
 
 from llmtrain import ppo, rlviz
 from llmtrain.bestofn import best_of_n_curve
-from llmtrain.model import GPT, preset
 from llmtrain.reward import PreferencePair, RewardModel
 from llmtrain.sft import qa_examples
-from llmtrain.world import World
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def world():
-    return World.generate(seed=3, n_people=20, n_unseen=4)
-
-
-def _nano(tok, seed=0):
-    torch.manual_seed(seed)
-    return GPT(preset("nano", vocab_size=tok.vocab_size, block_size=48)).eval()
-
-
-def test_live_plot_redraws_and_rollout_table_lists_every_token(tok, world):
-    policy, rm = _nano(tok), RewardModel(_nano(tok, 1))
+def test_live_plot_redraws_and_rollout_table_lists_every_token(tok, world, nano):
+    policy, rm = nano(), RewardModel(nano(1))
     live = rlviz.LivePPOPlot(every=2, display=False)
     cfg = ppo.PPOConfig(steps=4, batch_size=8, max_new_tokens=4, device="cpu")
     trainer = ppo.PPOTrainer(policy, tok, qa_examples(world), ppo.reward_model_scorer(rm, tok),
@@ -51,8 +39,8 @@ def test_overoptimisation_plot_draws_every_run_and_best_of_n():
     assert list(ax_g.lines[0].get_ydata()) == [0, 0.5, -1]
 
 
-def test_ppo_playground_runs_a_fresh_copy_and_rejects_too_many_steps(tok, world):
-    policy, rm = _nano(tok), RewardModel(_nano(tok, 1))
+def test_ppo_playground_runs_a_fresh_copy_and_rejects_too_many_steps(tok, world, nano):
+    policy, rm = nano(), RewardModel(nano(1))
     state = copy.deepcopy(policy.state_dict())
     examples = qa_examples(world)
     panel = rlviz.ppo_playground(policy, rm, tok, examples, examples[:2], max_steps=5,
@@ -68,8 +56,8 @@ def test_ppo_playground_runs_a_fresh_copy_and_rejects_too_many_steps(tok, world)
     assert "at most 5 steps" in panel.error
 
 
-def test_dpo_playground_trains_and_shows_answers(tok, world):
-    policy = _nano(tok)
+def test_dpo_playground_trains_and_shows_answers(tok, world, nano):
+    policy = nano()
     examples = qa_examples(world)[:6]
     pairs = [PreferencePair(e.question, e.answer, "I don't know.", 1.0, e.person, e.attribute)
              for e in examples]

@@ -66,3 +66,29 @@ def test_live_loss_plot_redraws_during_training():
     assert list(lines[0].get_xdata()) == live.steps
     assert live.ax.get_xlabel() == "optimizer step"
     plt.close("all")
+
+
+def test_show_in_place_shows_once_then_updates_the_same_output(monkeypatch):
+    import IPython
+    import IPython.display
+
+    from llmtrain.plots import show_in_place
+
+    fig = plt.figure()
+    assert show_in_place(fig) is None  # not in IPython: nothing shown
+    shown = []
+
+    class Handle:
+        def update(self, f):
+            shown.append(("update", f))
+
+    def fake_display(f, display_id):
+        shown.append(("display", f))
+        return Handle()
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    handle = show_in_place(fig)
+    assert show_in_place(fig, handle) is handle
+    assert shown == [("display", fig), ("update", fig)]
+    plt.close(fig)

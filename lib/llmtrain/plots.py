@@ -36,6 +36,23 @@ def plot_loss(history: History, ax=None, label: str | None = None, x: str = "ste
     return ax
 
 
+def show_in_place(fig, handle=None):
+    """Show ``fig`` in the notebook, or redraw it where it was shown before: pass the
+    ``handle`` this returned the first time. Outside IPython it shows nothing and returns
+    ``handle`` unchanged."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return handle
+    if get_ipython() is None:
+        return handle
+    if handle is None:
+        return display(fig, display_id=True)
+    handle.update(fig)
+    return handle
+
+
 class LiveLossPlot(Callback):
     """A training callback that redraws the loss curve every ``every`` steps.
 
@@ -89,14 +106,4 @@ class LiveLossPlot(Callback):
             self._show()
 
     def _show(self):
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return
-        if get_ipython() is None:
-            return
-        if self._handle is None:
-            self._handle = display(self.fig, display_id=True)
-        else:
-            self._handle.update(self.fig)
+        self._handle = show_in_place(self.fig, self._handle)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 
-from .plots import new_axes
+from .plots import new_axes, show_in_place
 from .ppo import PPOConfig, PPOTrainer, Rollout, gold_scorer, reward_model_scorer
 from .widgets import Playground, slider
 
@@ -52,17 +52,7 @@ class LivePPOPlot:
             self._show()
 
     def _show(self):
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return
-        if get_ipython() is None:
-            return
-        if self._handle is None:
-            self._handle = display(self.fig, display_id=True)
-        else:
-            self._handle.update(self.fig)
+        self._handle = show_in_place(self.fig, self._handle)
 
 
 def overoptimisation_plot(runs: dict[str, dict], best_of_n: dict | None = None,
