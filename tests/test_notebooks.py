@@ -53,6 +53,7 @@ def test_chapter_is_well_formed(path):
     assert re.search(r"\bC\d+\b", intro) or path.stem.startswith("03"), "name the claims shown"
     sources = "\n".join(c.source for c in code)
     assert re.search(r"Playground\(|_playground\(", sources), "every chapter has a playground"
+    assert "application/vnd.jupyter.widget-view+json" in outputs, "its widgets, shown"
     assert "### BEGIN SOLUTION" in sources, "every chapter has exercises with solutions"
     assert path.name in README, "list the chapter in README.md"
 
