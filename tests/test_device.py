@@ -112,6 +112,33 @@ def test_without_torchrun_there_is_one_process_and_cleanup_is_a_no_op(monkeypatc
     assert device.is_main_process()
 
 
+def test_cleanup_releases_every_user_of_the_group_before_ending_it(tmp_path):
+    import torch.distributed as dist
+
+    class User:
+        released_while_group_alive = None
+
+        def release(self):
+            User.released_while_group_alive = dist.is_initialized()
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    user = User()
+    device.register_group_user(user)
+    device.cleanup_distributed()
+    assert User.released_while_group_alive is True and not dist.is_initialized()
+    assert len(device._group_users) == 0
+    device.cleanup_distributed()  # a second call is a no-op
+
+
+def test_a_released_trainer_refuses_to_train_on():
+    trainer = Trainer(GPT(preset("nano", vocab_size=50, block_size=16)), LMBatches(TOKENS, 16, 4),
+                      TrainConfig(max_steps=2, device="cpu", progress=False))
+    trainer.release()
+    with pytest.raises(RuntimeError, match="left the process group"):
+        trainer.fit()
+
+
 def test_describe_on_the_cpu_names_threads_and_float32():
     assert device.describe(torch.device("cpu")).endswith("threads), float32")
 

@@ -20,7 +20,7 @@ from llmtrain.train import TrainConfig, Trainer
 from llmtrain.workers import WorkerFailed, Workers, launch
 
 SCRIPT = textwrap.dedent("""
-    import sys, torch
+    import gc, sys, weakref, torch
     from llmtrain.data import LMBatches
     from llmtrain.device import cleanup_distributed
     from llmtrain.model import GPT, preset
@@ -36,7 +36,12 @@ SCRIPT = textwrap.dedent("""
     if trainer.rank == 0:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, sys.argv[1])
         print("losses", trainer.history.loss)
+    ddp = weakref.ref(trainer.ddp) if trainer.ddp is not None else None
     cleanup_distributed()  # let every rank finish before gloo's threads are torn down
+    gc.collect()
+    # the DDP wrapper held the group: it is gone, so the group ended here, not at exit
+    assert ddp is None or ddp() is None, "the DDP wrapper outlived cleanup_distributed()"
+    assert trainer.ddp is None and trainer.train_model is model
 """)
 
 
@@ -51,7 +56,7 @@ def test_two_workers_match_one_worker_with_two_micro_batches(tmp_path):
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", str(script), str(tmp_path / "two.pt"), "1"],
                          capture_output=True, text=True, env=env, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.returncode == 0, _output(ddp)
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     for name in one:
         torch.testing.assert_close(one[name], two[name], atol=1e-5, rtol=1e-4, msg=name)
@@ -86,6 +91,13 @@ RESUME_SCRIPT = textwrap.dedent("""
 """)
 
 
+def _output(proc, keep=4000):
+    """What a failed run printed: the start (a rank's own traceback or abort comes first)
+    and the end (torchrun's summary), so a failure report shows which rank failed where."""
+    text = proc.stdout[-keep:] + proc.stderr
+    return text if len(text) <= 2 * keep else text[:keep] + "\n[...]\n" + text[-keep:]
+
+
 def _torchrun(script, *args):
     """torchrun on 2 CPU processes; --standalone picks a free port (the machine is shared)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -100,16 +112,16 @@ def test_a_killed_ddp_run_resumes_to_exactly_the_uninterrupted_weights(tmp_path)
     script.write_text(RESUME_SCRIPT)
     ckpt = tmp_path / "ckpt.pt"
     full = _torchrun(script, "full", ckpt, tmp_path / "full.pt")
-    assert full.returncode == 0, full.stderr[-3000:]
+    assert full.returncode == 0, _output(full)
     crash = _torchrun(script, "crash", ckpt, tmp_path / "crash.pt")
-    assert crash.returncode != 0 and not (tmp_path / "crash.pt").exists(), crash.stderr[-3000:]
+    assert crash.returncode != 0 and not (tmp_path / "crash.pt").exists(), _output(crash)
     state = torch.load(ckpt, weights_only=False)
     assert state["step"] == 10  # the last checkpoint before the kill, written by rank 0 alone
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
     ranks = state["rng_ranks"]  # each rank's own dropout stream, saved for the resume
     assert len(ranks) == 2 and not torch.equal(ranks[0]["cpu"], ranks[1]["cpu"])
     resumed = _torchrun(script, "resume", ckpt, tmp_path / "resumed.pt")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, _output(resumed)
     a, b = torch.load(tmp_path / "full.pt"), torch.load(tmp_path / "resumed.pt")
     for name in a["state"]:
         assert torch.equal(a["state"][name], b["state"][name]), f"{name} differs after resume"

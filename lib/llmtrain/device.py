@@ -24,6 +24,7 @@ import contextlib
 import os
 import random
 import re
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -284,17 +285,43 @@ def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
+# Objects that hold the process group (a Trainer's DDP wrapper), each with a
+# ``release()`` that lets go of it; ``cleanup_distributed`` calls them.
+_group_users: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def register_group_user(user) -> None:
+    """Let ``cleanup_distributed`` call ``user.release()`` before it ends the group.
+
+    A DDP wrapper keeps the process group (and its last buckets) alive. If the
+    wrapper outlives ``destroy_process_group``, gloo's threads are torn down
+    only while the interpreter itself is shutting down, and the process can
+    then abort ("terminate called without an active exception") after the
+    work is done. Releasing the wrapper first ends the group while Python is
+    still fully alive.
+    """
+    _group_users.add(user)
+
+
 def cleanup_distributed() -> None:
     """Leave the process group cleanly: wait for every rank, then tear it down.
 
     Call it once at the end of a data-parallel script. Without the barrier a
     fast rank can exit while the others still talk to it (gloo then aborts).
-    A no-op when no group is running.
+    Every registered user of the group (each Trainer's DDP wrapper) is released
+    first, so the group really ends here and not at interpreter exit. A no-op
+    when no group is running.
     """
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+        for user in list(_group_users):
+            user.release()
+        _group_users.clear()
+        gc.collect()  # DDP's hooks form reference cycles: free the wrappers now
         dist.destroy_process_group()
 
 

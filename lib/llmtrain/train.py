@@ -165,6 +165,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
             self.train_model = self.ddp
+            dev.register_group_user(self)  # cleanup_distributed calls self.release()
         if self.policy.compile:
             self.train_model = torch.compile(self.train_model)
         self.step = 0  # optimizer steps completed
@@ -173,6 +174,18 @@ class Trainer:
         self._ema: float | None = None
         self._best_ema = math.inf
         self._first_loss: float | None = None
+        self._left_group = False  # set by release()
+
+    def release(self) -> None:
+        """Drop the DDP wrapper (``cleanup_distributed`` calls this before it ends the group).
+
+        The model, its weights, the optimizer and the history stay, so the
+        script can still save or evaluate; ``fit`` refuses to go on, since the
+        ranks could no longer average their gradients.
+        """
+        self.ddp = None
+        self.train_model = self.model
+        self._left_group = True
 
     @property
     def is_main(self) -> bool:
@@ -254,6 +267,10 @@ class Trainer:
     def fit(self, resume: bool = False) -> History:
         """Train until ``max_steps``; with ``resume`` continue from the checkpoint if any."""
         cfg = self.config
+        if self._left_group:
+            raise RuntimeError("this Trainer has left the process group (cleanup_distributed() "
+                               "released it): train before calling cleanup_distributed(), "
+                               "or build a new Trainer in a new torchrun job")
         if resume and cfg.checkpoint_path and Path(cfg.checkpoint_path).exists():
             self.load_checkpoint()
         elif self.step == 0:  # dropout and any sampling inside the loss; its own stream per rank
