@@ -287,7 +287,7 @@ def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
 
 # Objects that hold the process group (a Trainer's DDP wrapper), each with a
 # ``release()`` that lets go of it; ``cleanup_distributed`` calls them.
-_group_users: "weakref.WeakSet" = weakref.WeakSet()
+_group_users: weakref.WeakSet = weakref.WeakSet()
 
 
 def register_group_user(user) -> None:
