@@ -42,6 +42,12 @@ SCRIPT = textwrap.dedent("""
     # the DDP wrapper held the group: it is gone, so the group ended here, not at exit
     assert ddp is None or ddp() is None, "the DDP wrapper outlived cleanup_distributed()"
     assert trainer.ddp is None and trainer.train_model is model
+    try:  # its ranks can no longer average gradients: training on must be refused
+        trainer.fit()
+    except RuntimeError as e:
+        assert trainer.world_size > 1 and "left the process group" in str(e), e
+    else:
+        assert trainer.world_size == 1, "a released trainer trained on"
 """)
 
 

@@ -174,7 +174,6 @@ class Trainer:
         self._ema: float | None = None
         self._best_ema = math.inf
         self._first_loss: float | None = None
-        self._left_group = False  # set by release()
 
     def release(self) -> None:
         """Drop the DDP wrapper (``cleanup_distributed`` calls this before it ends the group).
@@ -185,7 +184,6 @@ class Trainer:
         """
         self.ddp = None
         self.train_model = self.model
-        self._left_group = True
 
     @property
     def is_main(self) -> bool:
@@ -267,7 +265,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> History:
         """Train until ``max_steps``; with ``resume`` continue from the checkpoint if any."""
         cfg = self.config
-        if self._left_group:
+        if self.world_size > 1 and self.ddp is None:  # release() has run
             raise RuntimeError("this Trainer has left the process group (cleanup_distributed() "
                                "released it): train before calling cleanup_distributed(), "
                                "or build a new Trainer in a new torchrun job")
