@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from llmtrain.collapse import CollapseConfig, CollapseLab
-from llmtrain.reasoning import CoTConfig, split_problems, train_adder
+from llmtrain.align.reasoning import CoTConfig, split_problems, train_adder
+from llmtrain.data.collapse import CollapseConfig, CollapseLab
 
 
 def timed(fn):

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from llmtrain.dedup import LSH, MinHasher, jaccard, lsh_threshold, near_duplicates, shingles
+from llmtrain.data.dedup import LSH, MinHasher, jaccard, lsh_threshold, near_duplicates, shingles
 
 
 def vocabulary(size: int) -> list[str]:

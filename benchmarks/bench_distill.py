@@ -25,11 +25,12 @@ import time
 
 import torch
 
-from llmtrain import distill, zoo
-from llmtrain.data import LMBatches
-from llmtrain.device import set_threads
-from llmtrain.model import GPT, preset
-from llmtrain.train import TrainConfig, Trainer
+from llmtrain.compress import distill
+from llmtrain.core.batches import LMBatches
+from llmtrain.core.device import set_threads
+from llmtrain.core.model import GPT, preset
+from llmtrain.core.train import TrainConfig, Trainer
+from llmtrain.course import checkpoints, recipes, shared_data
 
 
 def seconds_per_step(model, batches, loss_fn, steps: int) -> float:
@@ -52,10 +53,11 @@ def seconds_per_step(model, batches, loss_fn, steps: int) -> float:
 
 
 def lr_sweep(factors=(0.5, 0.75, 1.0, 1.5, 2.0), steps: int = 120) -> None:
-    teacher, tok = zoo.load("base"), zoo.course_tokenizer()
-    corpus = zoo.encode_documents(tok, zoo.corpus_documents(zoo.RECIPES["base"].corpus))
+    teacher, tok = checkpoints.load("base"), shared_data.course_tokenizer()
+    base_docs = shared_data.corpus_documents(recipes.RECIPES["base"].corpus)
+    corpus = shared_data.encode_documents(tok, base_docs)
     data = distill.transfer_set(teacher, corpus, 128, block_size=64)
-    heldout = zoo.heldout_tokens()
+    heldout = shared_data.heldout_tokens()
     print(f"hard labels, {steps} steps: held-out loss (nats/token) at lr = factor x rule")
     print(f"{'student':8} {'rule lr':>8} " + " ".join(f"{f:>7g}x" for f in factors))
     for name in distill.STUDENT_SHAPES:
@@ -84,8 +86,9 @@ def main():
                            args.steps)
     print(f"reference: tiny 4 x 128, batch 32 x 128, hard labels: {32 * 128 / ref:,.0f} tokens/s")
 
-    teacher, tok = zoo.load("base"), zoo.course_tokenizer()
-    corpus = zoo.encode_documents(tok, zoo.corpus_documents(zoo.RECIPES["base"].corpus))
+    teacher, tok = checkpoints.load("base"), shared_data.course_tokenizer()
+    base_docs = shared_data.corpus_documents(recipes.RECIPES["base"].corpus)
+    corpus = shared_data.encode_documents(tok, base_docs)
     start = time.perf_counter()
     data = distill.transfer_set(teacher, corpus, 128, block_size=64)
     cache_s = time.perf_counter() - start

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from llmtrain.ngram import BigramLM, UnigramLM
+from llmtrain.pretrain.ngram import BigramLM, UnigramLM
 
 
 def timed(model_class, vocab: int, tokens: torch.Tensor, repeats: int = 5) -> float:

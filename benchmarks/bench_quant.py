@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn as nn
 
-from llmtrain.quant import QuantConfig, QuantLinear, quantize
+from llmtrain.compress.quant import QuantConfig, QuantLinear, quantize
 
 
 def best_ms(fn, *args, repeat: int = 5) -> float:

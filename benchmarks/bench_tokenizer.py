@@ -13,7 +13,7 @@ import argparse
 import time
 from pydoc_data.topics import topics
 
-from llmtrain.tokenizer import compression_stats, count_chunks, train_bpe
+from llmtrain.core.tokenizer import compression_stats, count_chunks, train_bpe
 
 
 def english_text(n_bytes: int) -> str:

@@ -1,7 +1,7 @@
 """Training speed of the course's GPT presets on this machine, against a minimal reference.
 
 For each preset that fits the device it prints the time of a full training step
-(forward, backward, clipping, AdamW) through ``llmtrain.train.Trainer``, the
+(forward, backward, clipping, AdamW) through ``llmtrain.core.train.Trainer``, the
 tokens per second, the model FLOPs utilisation (MFU), and the same for a plain,
 minimal GPT of the same shape trained by a bare loop written in this file
 (``RefGPT``, ``reference_throughput``), with the ratio Trainer / reference.
@@ -9,7 +9,7 @@ minimal GPT of the same shape trained by a bare loop written in this file
 MFU = achieved model FLOP/s over the peak: 6 N + 12 L C T FLOPs per token
 (N parameters without the position embeddings, L layers, C width, T context;
 Kaplan et al. 2020 and PaLM appendix B). On a CUDA GPU the peak is the
-datasheet's dense bf16 rate (``llmtrain.device.GPU_SPECS``; ``--peak-tflops``
+datasheet's dense bf16 rate (``llmtrain.core.device.GPU_SPECS``; ``--peak-tflops``
 for a GPU not in the table); on the CPU it is the float32 matmul rate measured
 here. Both loops use the device policy: bf16 autocast, TF32, fused AdamW and
 ``torch.compile`` on CUDA (``--compile off`` to compare eager), fp32 on the CPU.
@@ -28,10 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmtrain import device as dev
-from llmtrain.data import LMBatches
-from llmtrain.model import GPT, GPTConfig, preset
-from llmtrain.train import Callback, TrainConfig, Trainer
+from llmtrain.core import device as dev
+from llmtrain.core.batches import LMBatches
+from llmtrain.core.model import GPT, GPTConfig, preset
+from llmtrain.core.train import Callback, TrainConfig, Trainer
 
 CPU_PRESETS = "nano,micro,tiny,small"
 GPU_PRESETS = "tiny,medium,gpt2,gpt2-medium,gpt2-large,gpt2-xl"
@@ -178,7 +178,8 @@ def main():
     ap.add_argument("--vocab", type=int, default=None, help="default 2048; GPT-2 sizes 50304")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--peak-tflops", type=float, default=None,
-                    help="the GPU's dense bf16 peak, if it is not in llmtrain.device.GPU_SPECS")
+                    help="the GPU's dense bf16 peak, if it is not in "
+                         "llmtrain.core.device.GPU_SPECS")
     ap.add_argument("--rounds", type=int, default=None,
                     help="alternate Trainer and reference this many times (CPU 3, GPU 1): "
                          "medians over all rounds resist a busy machine")

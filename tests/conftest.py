@@ -48,7 +48,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tok():
     """The course tokenizer."""
-    from llmtrain.zoo import course_tokenizer
+    from llmtrain.course.shared_data import course_tokenizer
 
     return course_tokenizer()
 
@@ -57,7 +57,7 @@ def tok():
 def world():
     """A small course world: 20 people, 4 of them described nowhere (a test module may
     define its own ``world`` instead)."""
-    from llmtrain.world import World
+    from llmtrain.world.fiction import World
 
     return World.generate(seed=3, n_people=20, n_unseen=4)
 
@@ -68,7 +68,7 @@ def nano(tok):
     mode, its weights drawn after ``torch.manual_seed(seed)``."""
     import torch
 
-    from llmtrain.model import GPT, preset
+    from llmtrain.core.model import GPT, preset
 
     def make(seed: int = 0, block_size: int = 48):
         torch.manual_seed(seed)

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from llmtrain import chapter, device, losses
-from llmtrain.data import LMBatches, bits_per_byte, evaluate_loss, heldout_windows
+from llmtrain.core import device, losses
+from llmtrain.core.batches import LMBatches, bits_per_byte, evaluate_loss, heldout_windows
+from llmtrain.course import chapter
 
 
 def test_pick_device_auto_and_errors():

@@ -8,16 +8,16 @@ import math
 import pytest
 import torch
 
-from llmtrain.bestofn import (
+from llmtrain.align.bestofn import (
     best_of_n_curve,
     best_of_n_weights,
     expected_best_of_n,
     kl_best_of_n,
     sample_candidates,
 )
-from llmtrain.model import GPT, preset
-from llmtrain.sft import qa_examples
-from llmtrain.world import World
+from llmtrain.align.sft import qa_examples
+from llmtrain.core.model import GPT, preset
+from llmtrain.world.fiction import World
 
 
 def test_kl_of_best_of_n():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from llmtrain import browser
+from llmtrain.course import browser
 
 from .conftest import CHAPTERS, ROOT
 

@@ -8,8 +8,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from llmtrain import collapseviz
-from llmtrain.collapse import (
+from llmtrain.data.collapse import (
     ATTRIBUTES,
     CollapseConfig,
     CollapseLab,
@@ -21,7 +20,8 @@ from llmtrain.collapse import (
     words,
     zipf_mentions,
 )
-from llmtrain.world import BIO_TEMPLATES, _values
+from llmtrain.viz import collapseviz
+from llmtrain.world.fiction import BIO_TEMPLATES, person_values
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,7 +73,7 @@ def test_a_biography_states_four_true_facts():
     text = biography(p, random.Random(0))
     sentences = text.split(". ")
     assert len(sentences) == 4
-    true = {t.format(**_values(p)).rstrip(".") for a in ATTRIBUTES for t in BIO_TEMPLATES[a]}
+    true = {t.format(**person_values(p)).rstrip(".") for a in ATTRIBUTES for t in BIO_TEMPLATES[a]}
     assert all(s.rstrip(".") in true for s in sentences)
     assert str(p.birth_year) not in text  # no dates: the four facts only
 

@@ -8,9 +8,9 @@ import os
 import pytest
 import torch
 
-from llmtrain import compression as C
-from llmtrain.data import evaluate_loss
-from llmtrain.model import GPT, preset, token_logprobs
+from llmtrain.core.batches import evaluate_loss
+from llmtrain.core.model import GPT, preset, token_logprobs
+from llmtrain.pretrain import compression as C
 
 TEXT = "Romi Leno majored in Architecture. Romi Leno works for Ethost Works.\n" * 40
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmtrain.constitution import Constitution, NameFamiliarity, Principle, default_principles
-from llmtrain.model import GPT, preset
-from llmtrain.sft import qa_examples
+from llmtrain.align.constitution import Constitution, NameFamiliarity, Principle, default_principles
+from llmtrain.align.sft import qa_examples
+from llmtrain.core.model import GPT, preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

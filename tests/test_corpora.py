@@ -1,4 +1,4 @@
-"""Tests for llmtrain.corpora: built-in corpora, file loading errors, describe and mix."""
+"""Tests for llmtrain.world.corpora: built-in corpora, file loading errors, describe and mix."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmtrain.corpora import (
+from llmtrain.world.corpora import (
     describe,
     load_text_file,
     load_text_files,

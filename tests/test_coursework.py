@@ -5,8 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from llmtrain import coursework as cw
-from llmtrain.coursework import BEGIN, END
+from llmtrain.course import coursework as cw
+from llmtrain.course.coursework import BEGIN, END
 
 
 def notebook(*sources):

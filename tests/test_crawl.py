@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from llmtrain.crawl import BAD_LABELS, DEFAULT_RATES, LABELS, messy_crawl, mojibake
-from llmtrain.zoo import course_world
+from llmtrain.data.crawl import BAD_LABELS, DEFAULT_RATES, LABELS, messy_crawl, mojibake
+from llmtrain.world.fiction import course_world
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-import llmtrain.dedup as dedup
-from llmtrain.dedup import (
+import llmtrain.data.dedup as dedup
+from llmtrain.data.dedup import (
     EMPTY,
     LSH,
     MERSENNE_PRIME,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmtrain import device
-from llmtrain.data import LMBatches
-from llmtrain.model import GPT, preset
-from llmtrain.train import TrainConfig, Trainer
+from llmtrain.core import device
+from llmtrain.core.batches import LMBatches
+from llmtrain.core.model import GPT, preset
+from llmtrain.core.train import TrainConfig, Trainer
 
 TOKENS = torch.randint(0, 50, (23,), generator=torch.Generator().manual_seed(1)).repeat(200)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmtrain.losses import IGNORE_INDEX, distillation_loss, next_token_loss
+from llmtrain.core.losses import IGNORE_INDEX, distillation_loss, next_token_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,8 +103,9 @@ def test_distillation_loss_bad_inputs_say_what_to_change(kwargs, match):
 
 
 # --- the transfer set, batches and students --------------------------------------------
-from llmtrain import distill, distillviz  # noqa: E402
-from llmtrain.model import GPT, GPTConfig  # noqa: E402
+from llmtrain.compress import distill  # noqa: E402
+from llmtrain.core.model import GPT, GPTConfig  # noqa: E402
+from llmtrain.viz import distillviz  # noqa: E402
 
 
 def _teacher(vocab=40, block=32, seed=0):
@@ -207,12 +208,13 @@ def test_soft_targets_entropy_and_top_k_mass():
 
 @pytest.fixture(scope="module")
 def course_setup():
-    from llmtrain import zoo
+    from llmtrain.course import checkpoints, recipes, shared_data
 
-    teacher, tok = zoo.load("base"), zoo.course_tokenizer()
-    corpus = zoo.encode_documents(tok, zoo.corpus_documents(zoo.RECIPES["base"].corpus))
+    teacher, tok = checkpoints.load("base"), shared_data.course_tokenizer()
+    base_docs = shared_data.corpus_documents(recipes.RECIPES["base"].corpus)
+    corpus = shared_data.encode_documents(tok, base_docs)
     data = distill.transfer_set(teacher, corpus, n_windows=48, block_size=32, seed=0)
-    return teacher, tok, data, zoo.heldout_tokens()[:3000]
+    return teacher, tok, data, shared_data.heldout_tokens()[:3000]
 
 
 def test_soft_targets_teach_a_student_more_than_hard_labels(course_setup):

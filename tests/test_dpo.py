@@ -5,10 +5,12 @@ import copy
 import pytest
 import torch
 
-from llmtrain.dpo import pair_logprobs, response_logprobs, train_dpo
-from llmtrain.reward import PairBatches, PreferencePair, encode_pairs
-from llmtrain.sft import encode_example, qa_examples
-from llmtrain.world import World
+from llmtrain.align.dpo import pair_logprobs, response_logprobs, train_dpo
+from llmtrain.align.preferences import PreferencePair
+from llmtrain.align.reward_model import PairBatches, encode_pairs
+from llmtrain.align.sft import qa_examples
+from llmtrain.core.chat import encode_example
+from llmtrain.world.fiction import World
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -59,7 +61,7 @@ def test_dpo_raises_the_chosen_answers_relative_to_the_reference(tok, world, nan
 
 
 def test_implicit_rewards_are_zero_at_the_reference_and_rank_pairs_after_training(tok, world, nano):
-    from llmtrain.dpo import dpo_eval_fn, implicit_rewards
+    from llmtrain.align.dpo import dpo_eval_fn, implicit_rewards
 
     policy = nano(block_size=64)
     reference = copy.deepcopy(policy)
@@ -76,7 +78,7 @@ def test_implicit_rewards_are_zero_at_the_reference_and_rank_pairs_after_trainin
     assert final["pair_accuracy"] == 1.0 and final["margin"] > 0
     assert final["chosen"] - final["rejected"] == pytest.approx(final["margin"], abs=1e-5)
     # the cached reference log-probs give the same rewards as the reference model itself
-    from llmtrain.dpo import drift, side_logprobs
+    from llmtrain.align.dpo import drift, side_logprobs
 
     ref_lp = side_logprobs(reference, enc, tok.assistant_id, 3)
     c1, r1 = implicit_rewards(policy, reference, enc, tok.assistant_id, beta=0.1)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmtrain.facts import FactCheck, accuracy, phrasing_prompts, probe_facts
-from llmtrain.world import ATTRIBUTES, World
+from llmtrain.world.facts import FactCheck, accuracy, phrasing_prompts, probe_facts
+from llmtrain.world.fiction import ATTRIBUTES, World
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def test_bio_prompts_were_seen_and_probe_prompts_were_not(world_and_docs):
 
 
 def test_probe_facts_with_a_model_that_knows_nothing(world_and_docs):
-    from llmtrain.model import GPT, preset
-    from llmtrain.tokenizer import train_bpe
+    from llmtrain.core.model import GPT, preset
+    from llmtrain.core.tokenizer import train_bpe
 
     world, docs = world_and_docs
     tok = train_bpe([d.text for d in docs], 400)

@@ -2,10 +2,11 @@
 
 import pytest
 
-from llmtrain import filtering as F
-from llmtrain import quality
-from llmtrain.crawl import messy_crawl, mojibake
-from llmtrain.zoo import course_tokenizer, course_world
+from llmtrain.course.shared_data import course_tokenizer
+from llmtrain.data import filtering as F
+from llmtrain.data import quality
+from llmtrain.data.crawl import messy_crawl, mojibake
+from llmtrain.world.fiction import course_world
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,11 @@ import matplotlib
 import numpy as np
 import pytest
 
-from llmtrain import dedup, filterviz
-from llmtrain.crawl import messy_crawl
-from llmtrain.filtering import FilterConfig, FunnelStep, train_toxicity_classifier
-from llmtrain.zoo import course_world
+from llmtrain.data import dedup
+from llmtrain.data.crawl import messy_crawl
+from llmtrain.data.filtering import FilterConfig, FunnelStep, train_toxicity_classifier
+from llmtrain.viz import filterviz
+from llmtrain.world.fiction import course_world
 
 matplotlib.use("Agg")
 

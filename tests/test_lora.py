@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from llmtrain import lora, quant
-from llmtrain.data import LMBatches
-from llmtrain.lora import LoRALinear
-from llmtrain.model import GPT, preset
-from llmtrain.train import TrainConfig, Trainer
+from llmtrain.compress import lora, quant
+from llmtrain.compress.lora import LoRALinear
+from llmtrain.core.batches import LMBatches
+from llmtrain.core.model import GPT, preset
+from llmtrain.core.train import TrainConfig, Trainer
 
 
 def test_lora_linear_shapes_init_and_frozen_base():

@@ -6,15 +6,16 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from llmtrain import loraviz, newskill
-from llmtrain.model import GPT, preset
-from llmtrain.train import History
-from llmtrain.world import World
+from llmtrain.compress import brief_skill
+from llmtrain.core.model import GPT, preset
+from llmtrain.core.train import History
+from llmtrain.viz import loraviz
+from llmtrain.world.fiction import World
 
 
 def test_comparison_plot_has_one_point_and_bar_per_run():
-    runs = [(newskill.RunResult(name, n, 10_000, 8 * n, 1.0, History()),
-             newskill.SkillScore("heldout", 5, 1.0, c, ()))
+    runs = [(brief_skill.RunResult(name, n, 10_000, 8 * n, 1.0, History()),
+             brief_skill.SkillScore("heldout", 5, 1.0, c, ()))
             for name, n, c in (("full", 10_000, 0.5), ("LoRA r=1", 100, 0.2))]
     fig = loraviz.comparison_plot(runs, reference=0.7, reference_label="sft")
     left, right = fig.axes
@@ -25,7 +26,7 @@ def test_comparison_plot_has_one_point_and_bar_per_run():
 
 def test_playground_trains_with_the_chosen_rank_and_layers(tok, one_thread):
     world = World.generate(seed=0, n_people=20, n_unseen=2)
-    examples = newskill.brief_examples(world, ("sft",))
+    examples = brief_skill.brief_examples(world, ("sft",))
 
     def make():
         torch.manual_seed(0)

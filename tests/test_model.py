@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmtrain.model import GPT, GPTConfig, preset, sample_next, token_logprobs
+from llmtrain.core.model import GPT, GPTConfig, preset, sample_next, token_logprobs
 
 
 @pytest.fixture

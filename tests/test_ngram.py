@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmtrain.ngram import BigramLM, UnigramLM, best_k
+from llmtrain.pretrain.ngram import BigramLM, UnigramLM, best_k
 
 
 def test_unigram_probabilities_are_smoothed_frequencies():

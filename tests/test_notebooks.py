@@ -17,7 +17,7 @@ import nbformat
 import papermill
 import pytest
 
-from llmtrain import cli, coursework, runner
+from llmtrain.course import cli, coursework, runner
 
 from .conftest import CHAPTERS, ROOT
 
@@ -116,15 +116,15 @@ def test_student_edition_command_writes_every_chapter(tmp_path, capsys):
 
 def test_unknown_papermill_parameter_is_a_clear_error():
     with pytest.raises(SystemExit, match="has no parameter"):
-        cli.check_parameters(NOTEBOOKS[0], {"quikc": True})
+        runner.check_parameters(NOTEBOOKS[0], {"quikc": True})
 
 
 def test_cli_finds_chapters_by_number():
     first = next(p for p in NOTEBOOKS if p.name.startswith("01_"))
-    assert cli.find_chapter("1") == cli.find_chapter("01") == first
-    assert cli.find_chapter("0") == cli.find_chapter("00") == NOTEBOOKS[0]
+    assert runner.find_chapter("1") == runner.find_chapter("01") == first
+    assert runner.find_chapter("0") == runner.find_chapter("00") == NOTEBOOKS[0]
     with pytest.raises(SystemExit, match="no chapter"):
-        cli.find_chapter("99")
+        runner.find_chapter("99")
 
 
 def test_coursework_check_command_reports_each_chapter(capsys):

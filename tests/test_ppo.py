@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from llmtrain import ppo
-from llmtrain.losses import clipped_value_loss, kl_estimate, token_entropy, whiten
-from llmtrain.model import GPT, preset, token_logprobs
-from llmtrain.sft import qa_examples
+from llmtrain.align import ppo
+from llmtrain.align.sft import qa_examples
+from llmtrain.core.losses import clipped_value_loss, kl_estimate, token_entropy, whiten
+from llmtrain.core.model import GPT, preset, token_logprobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

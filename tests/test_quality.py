@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
-from llmtrain.quality import (
+from llmtrain.data.quality import (
     BLOCKLIST,
     GopherRules,
     HashedNgramClassifier,

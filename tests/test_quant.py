@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from llmtrain import quant
-from llmtrain.model import GPT, preset
-from llmtrain.quant import QuantConfig, QuantLinear
+from llmtrain.compress import quant
+from llmtrain.compress.quant import QuantConfig, QuantLinear
+from llmtrain.core.model import GPT, preset
 
 
 # --- the NF4 code ------------------------------------------------------------------------

@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from llmtrain import quantviz
-from llmtrain.model import GPT, preset
-from llmtrain.quant import QuantConfig
+from llmtrain.compress.quant import QuantConfig
+from llmtrain.core.model import GPT, preset
+from llmtrain.viz import quantviz
 
 
 @pytest.fixture(scope="module")

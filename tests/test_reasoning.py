@@ -7,9 +7,7 @@ import random
 import pytest
 import torch
 
-from llmtrain import cotviz
-from llmtrain.losses import IGNORE_INDEX
-from llmtrain.reasoning import (
+from llmtrain.align.reasoning import (
     FORMATS,
     AdditionBatches,
     CharTokenizer,
@@ -29,6 +27,8 @@ from llmtrain.reasoning import (
     target,
     train_adder,
 )
+from llmtrain.core.losses import IGNORE_INDEX
+from llmtrain.viz import cotviz
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from llmtrain.losses import dpo_loss, gae, masked_mean, ppo_policy_loss
+from llmtrain.core.losses import dpo_loss, gae, masked_mean, ppo_policy_loss
 
 
 def _gae_by_hand(r, v, gamma, lam):

@@ -7,10 +7,12 @@ import copy
 import pytest
 import torch
 
-from llmtrain import ppo, rlviz
-from llmtrain.bestofn import best_of_n_curve
-from llmtrain.reward import PreferencePair, RewardModel
-from llmtrain.sft import qa_examples
+from llmtrain.align import ppo
+from llmtrain.align.bestofn import best_of_n_curve
+from llmtrain.align.preferences import PreferencePair
+from llmtrain.align.reward_model import RewardModel
+from llmtrain.align.sft import qa_examples
+from llmtrain.viz import rlviz
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

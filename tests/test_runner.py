@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from llmtrain import chapter, cli, runner
+from llmtrain.course import chapter, cli, runner
 
 from .conftest import CHAPTERS
 
@@ -20,7 +20,8 @@ def tiny_chapter(path, body):
     params = nbformat.v4.new_code_cell("quick = False\nn = 2        # 1 .. 5")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params,
-                nbformat.v4.new_code_cell("from llmtrain.chapter import check_int, claim, record\n"
+                nbformat.v4.new_code_cell("from llmtrain.course.chapter import "
+                                          "check_int, claim, record\n"
                                           "check_int('n', n, 1, 5)"),
                 nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -41,7 +42,7 @@ def test_parameters_are_name_equals_value():
 def test_a_wrong_name_is_reported_with_a_suggestion_and_where_it_exists():
     with pytest.raises(runner.ParameterError, match="no parameter 'quik'.*Did you mean 'quick'"):
         runner.check_names([TOKENIZATION], {"quik": True})
-    lora = cli.find_chapter("11")
+    lora = runner.find_chapter("11")
     with pytest.raises(runner.ParameterError, match="chapters 11 have it"):
         runner.check_names([TOKENIZATION, lora], {"ranks": [1]})
     runner.check_names([TOKENIZATION, lora], {"seed": 3, "quick": True})

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from llmtrain import scaling
-from llmtrain.scaling import (
+from llmtrain.pretrain import scaling
+from llmtrain.pretrain.scaling import (
     REAL_RUNS,
     fit_power_law,
     gpu_days,

@@ -4,27 +4,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmtrain.losses import IGNORE_INDEX, next_token_loss
-from llmtrain.model import GPT, preset
-from llmtrain.sft import (
-    ANSWER_TEMPLATES,
-    Example,
+from llmtrain.align.sft import (
     SFTBatches,
     abstention_examples,
     answer,
-    answer_is_correct,
-    chat_prompt,
-    chat_text,
-    encode_example,
     finetune,
-    looks_like_answer,
     qa_examples,
     raw_continuation,
-    says_dont_know,
     scorecard,
 )
-from llmtrain.tokenizer import SPECIAL_TOKENS
-from llmtrain.world import ATTRIBUTES, Person, World
+from llmtrain.core.chat import chat_prompt, chat_text, encode_example
+from llmtrain.core.losses import IGNORE_INDEX, next_token_loss
+from llmtrain.core.model import GPT, preset
+from llmtrain.core.tokenizer import SPECIAL_TOKENS
+from llmtrain.world.answers import (
+    ANSWER_TEMPLATES,
+    Example,
+    answer_is_correct,
+    looks_like_answer,
+    says_dont_know,
+)
+from llmtrain.world.fiction import ATTRIBUTES, Person, World
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -216,7 +216,7 @@ def test_qa_examples_cover_every_fact_and_contain_the_truth(world):
 
 def test_answer_sentences_are_never_pretraining_sentences():
     # Otherwise a model that memorised its biographies could answer by reciting them.
-    from llmtrain.world import BIO_TEMPLATES
+    from llmtrain.world.fiction import BIO_TEMPLATES
 
     for attribute, template in ANSWER_TEMPLATES.items():
         head = template[: template.index("{" + attribute + "}")]
@@ -298,7 +298,7 @@ def test_says_dont_know():
 
 
 def test_scorecard_counts_correct_abstained_and_invented(tok, world, monkeypatch):
-    import llmtrain.sft as sft_module
+    import llmtrain.align.sft as sft_module
 
     people = world.people_in("heldout")[:2]
     replies = {}
@@ -341,7 +341,7 @@ def test_strangers_are_nobody_in_the_world_and_abstention_examples_say_so(world)
 
 
 def test_scorecard_on_strangers_counts_inventions(tok, world, monkeypatch):
-    import llmtrain.sft as sft_module
+    import llmtrain.align.sft as sft_module
 
     monkeypatch.setattr(sft_module, "answer",
                         lambda m, t, qs: ["I don't know." if i % 2 else "Orvik." for i in

@@ -4,10 +4,10 @@ import matplotlib
 import pytest
 import torch
 
-from llmtrain import sftviz
-from llmtrain.model import GPT, preset
-from llmtrain.sft import Scorecard, qa_examples
-from llmtrain.world import World
+from llmtrain.align.sft import Scorecard, qa_examples
+from llmtrain.core.model import GPT, preset
+from llmtrain.viz import sftviz
+from llmtrain.world.fiction import World
 
 matplotlib.use("Agg")
 pytestmark = pytest.mark.usefixtures("one_thread")

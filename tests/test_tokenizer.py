@@ -1,4 +1,4 @@
-"""Tests for llmtrain.tokenizer: BPE training, the tiktoken encoding, save/load."""
+"""Tests for llmtrain.core.tokenizer: BPE training, the tiktoken encoding, save/load."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import tiktoken
 import tiktoken.load
 
-from llmtrain.tokenizer import (
+from llmtrain.core.tokenizer import (
     CL100K_PATTERN,
     GPT2_PATTERN,
     SPECIAL_TOKENS,

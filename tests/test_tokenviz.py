@@ -1,4 +1,4 @@
-"""Tests for llmtrain.tokenviz: coloured tokens, merge and trace tables, cached encodings."""
+"""Tests for llmtrain.viz.tokenviz: coloured tokens, merge and trace tables, cached encodings."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from llmtrain import tokenviz
-from llmtrain.tokenizer import SPECIAL_TOKENS, bpe_trace, train_bpe
-from llmtrain.tokenviz import (
+from llmtrain.core.tokenizer import SPECIAL_TOKENS, bpe_trace, train_bpe
+from llmtrain.viz import tokenviz
+from llmtrain.viz.tokenviz import (
     PALETTE,
     count_table,
     html_table,

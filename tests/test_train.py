@@ -10,9 +10,9 @@ import textwrap
 import pytest
 import torch
 
-from llmtrain.data import LMBatches
-from llmtrain.model import GPT, preset
-from llmtrain.train import (
+from llmtrain.core.batches import LMBatches
+from llmtrain.core.model import GPT, preset
+from llmtrain.core.train import (
     Callback,
     TrainConfig,
     Trainer,
@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})
     from test_train import _trainer
-    from llmtrain.train import Callback
+    from llmtrain.core.train import Callback
     from pathlib import Path
 
     class Kill(Callback):

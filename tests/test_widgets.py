@@ -3,11 +3,11 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from llmtrain.data import LMBatches
-from llmtrain.model import GPT, preset
-from llmtrain.plots import LiveLossPlot, new_axes
-from llmtrain.train import TrainConfig, Trainer
-from llmtrain.widgets import Playground, slider
+from llmtrain.core.batches import LMBatches
+from llmtrain.core.model import GPT, preset
+from llmtrain.core.train import TrainConfig, Trainer
+from llmtrain.viz.plots import LiveLossPlot, new_axes
+from llmtrain.viz.widgets import Playground, slider
 
 
 def _square_plot(n):
@@ -72,7 +72,7 @@ def test_show_in_place_shows_once_then_updates_the_same_output(monkeypatch):
     import IPython
     import IPython.display
 
-    from llmtrain.plots import show_in_place
+    from llmtrain.viz.plots import show_in_place
 
     fig = plt.figure()
     assert show_in_place(fig) is None  # not in IPython: nothing shown

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmtrain.world import ATTRIBUTES, BIO_TEMPLATES, PROBE_TEMPLATES, World
+from llmtrain.world.fiction import ATTRIBUTES, BIO_TEMPLATES, PROBE_TEMPLATES, World
 
 
 @pytest.fixture(scope="module")

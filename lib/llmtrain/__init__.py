@@ -1,7 +1,12 @@
 """llmtrain: the shared library of the course "How LLMs Are Trained".
 
-One module per concept; the chapters import from here and never the other
-way round. Heavy modules (torch) are imported lazily by the submodules that
+A package per layer and per stage of the pipeline, so the folders read like
+the course: ``core`` (the GPT, tokenizer, Trainer, losses) <- ``world`` (the
+course world and its judge) <- the stages ``pretrain``, ``data``, ``align``,
+``compress``, ``scale`` <- ``viz`` (pictures and playgrounds) <- ``course``
+(checkpoints, chapters, coursework, the command line). Each layer imports only
+the layers below it (tests/test_layers.py). The chapters import from here and
+never the other way round. Heavy modules (torch) are imported lazily by the submodules that
 need them, so ``import llmtrain`` is cheap.
 """
 

@@ -1,3 +1,5 @@
-from .cli import main
+"""`python -m llmtrain`: the command line (see llmtrain.course.cli)."""
+
+from .course.cli import main
 
 raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""The first and last cells of every chapter: setup, parameter checks, claim checks.
+
+A chapter's ``parameters`` cell can be overridden by papermill
+(``-p quick True``) or by a student. ``check_*`` turn a bad value into an error
+that names the parameter and its allowed values, before any work starts.
+``claim`` turns a measured effect into a check that CI runs, with a message
+a student understands when it fails.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from ..core.device import describe, pick_device, seed_everything, set_threads
+
+
+def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> torch.device:
+    """Seed everything, pick the device, print one line about it; returns the device."""
+    check_int("seed", seed, 0, 2**31 - 1)
+    set_threads(threads)
+    seed_everything(seed)
+    dev = pick_device(device)
+    print(f"Running on {describe(dev)}; seed {seed}.")
+    return dev
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"parameter {name}={value!r} is not allowed: choose one of {list(choices)}")
+
+
+def check_int(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"parameter {name}={value!r} must be a whole number from {lo} to {hi}")
+
+
+def check_float(name: str, value, lo: float, hi: float) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"parameter {name}={value!r} must be a number from {lo:g} to {hi:g}")
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"parameter {name}={value!r} must be True or False")
+
+
+class ClaimFailed(AssertionError):
+    """A chapter's demonstration did not show what it should."""
+
+
+def claim(cid: str, holds: bool, statement: str, evidence: str = "") -> None:
+    """Check one syllabus claim against a measurement; print it or fail with advice."""
+    detail = f" ({evidence})" if evidence else ""
+    if not holds:
+        raise ClaimFailed(
+            f"{cid} was not shown: expected {statement}{detail}. If you changed the "
+            "parameters, the experiment may be too small now; rerun with the defaults.")
+    print(f"✔ {cid}: {statement}{detail}")
+
+
+class Stopwatch:
+    """``with Stopwatch() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False
+
+
+class SectionTimer:
+    """Seconds per section of a chapter: ``lap("name")`` ends a section, ``report()`` prints.
+
+    Each chapter makes one right after its parameters (``lap = SectionTimer().lap`` is
+    enough to time sections); the last cell calls ``report`` so a reader sees where the
+    time went on their machine.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, section: str) -> float:
+        """End ``section`` now; returns its seconds (a section timed twice adds up)."""
+        now = time.perf_counter()
+        took = now - self._last
+        self.seconds[section] = self.seconds.get(section, 0.0) + took
+        self._last = now
+        return took
+
+    def report(self, width: int = 30) -> None:
+        """Print every section's seconds and the total."""
+        print("seconds per section on this machine:")
+        for section, seconds in self.seconds.items():
+            print(f"  {section:<{width}}{seconds:6.1f} s")
+        print(f"  {'total':<{width}}{sum(self.seconds.values()):6.1f} s")
+
+
+# ---- key numbers for the headless runner -------------------------------------------------
+
+RECORDS_ENV = "LLMTRAIN_RECORDS"
+records: dict[str, dict] = {}
+
+
+def record(name: str, value, unit: str = "") -> None:
+    """Keep one of the chapter's key numbers (a claim's measurement) for ``llmtrain run``.
+
+    Prints nothing. ``python -m llmtrain run`` sets the environment variable
+    ``LLMTRAIN_RECORDS`` to a file; each call appends one JSON line there
+    (``{"name", "value", "unit"}``), and the run's summary table lists them.
+    Recording the same name again replaces the value. ``value`` is a number;
+    ``unit`` says what it measures ("nats/token", "%", "s").
+    """
+    import json
+    import numbers
+    import os
+
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"record: name must be a non-empty string, got {name!r}")
+    if not isinstance(unit, str):
+        raise TypeError(f"record: unit must be a string such as 'nats/token', got {unit!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        hint = " (a tensor? use .item())" if hasattr(value, "item") else ""
+        raise TypeError(f"record: {name!r} must be a number, got {type(value).__name__}{hint}")
+    value = int(value) if isinstance(value, numbers.Integral) else float(value)
+    records[name] = {"name": name, "value": value, "unit": unit}
+    path = os.environ.get(RECORDS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(records[name]) + "\n")
