@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Kernels started by nbval and papermill inherit this (see llmtrain/__init__.py).
+# This test process trains models itself, so it sets the OpenMP wait policy before torch
+# loads; kernels get it from etc/ipython/ipython_kernel_config.py (lib/kernel-config), which
+# tests/test_kernel_threads.py checks in a kernel started without this variable.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest

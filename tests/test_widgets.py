@@ -49,6 +49,53 @@ def test_run_button_waits_for_a_click():
     assert panel.calls == 1 and panel.last_values == {"n": 5}
 
 
+def test_the_panel_shows_the_text_and_the_figure_as_values():
+    panel = Playground(_square_plot, {"n": slider(3, 1, 10)})
+    shown = panel.result_view.value
+    assert "sum of squares: 14" in shown and "<img src='data:image/png;base64," in shown
+    panel.controls["n"].value = 4
+    assert "sum of squares: 30" in panel.result_view.value
+    text_only = Playground(lambda n: f"<{n}> & more", {"n": slider(3, 1, 10)})
+    assert text_only.result_view.value == "<pre style='margin:0.4em 0'>&lt;3&gt; &amp; more</pre>"
+
+
+def _widget_tree(widget):
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _widget_tree(child)
+
+
+def test_playgrounds_never_capture_output():
+    """An ``Output`` widget written to during a cell can hang plain papermill, nbconvert and
+    nbval forever (jupyter/nbclient issue 312; the measurements are in
+    benchmarks/bench_headless_hang.py): a Playground shows its results through values only."""
+    for run_button in (False, True):
+        panel = Playground(_square_plot, {"n": slider(3, 1, 10)}, run_button=run_button)
+        kinds = [type(w).__name__ for w in _widget_tree(panel.widget)]
+        assert "Output" not in kinds, kinds
+
+
+def test_the_run_button_is_busy_while_it_runs():
+    seen = []
+
+    def slow(n):
+        seen.append((panel.button.disabled, panel.button.description,
+                     "Running" in panel.message.value))
+        if n > 5:
+            raise RuntimeError("diverged")
+        return f"ran with {n}"
+
+    n = slider(3, 1, 10)
+    panel = Playground(slow, {"n": n}, run_button=True, run_now=False)
+    panel.button.click()
+    assert seen == [(True, "Running...", True)]
+    assert panel.message.value == "" and panel.last_text == "ran with 3"
+    assert (panel.button.disabled, panel.button.description) == (False, "Run")
+    n.value = 7
+    panel.button.click()                   # a failing run gives the button back too
+    assert panel.error == "diverged" and not panel.button.disabled
+
+
 def test_log_slider():
     s = slider(1e-3, -5, 0, log=True, description="lr")
     assert isinstance(s, W.FloatLogSlider) and s.value == 1e-3

@@ -83,7 +83,6 @@ class LabServer:
             path = self.home / "settings" / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         env.pop("MPLBACKEND", None)           # the kernel must make inline figures
         return env
 

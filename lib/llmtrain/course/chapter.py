@@ -9,7 +9,10 @@ a student understands when it fails.
 
 from __future__ import annotations
 
+import ast
+import difflib
 import math
+import re
 import time
 
 import torch
@@ -18,7 +21,9 @@ from ..core.device import describe, pick_device, seed_everything, set_threads
 
 
 def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> torch.device:
-    """Seed everything, pick the device, print one line about it; returns the device."""
+    """Refuse parameters the chapter does not have, seed everything, pick the device, print
+    one line about it; returns the device."""
+    refuse_unknown_parameters()
     check_int("seed", seed, 0, 2**31 - 1)
     set_threads(threads)
     seed_everything(seed)
@@ -31,6 +36,59 @@ def check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(
             f"parameter {name}={value!r} is not allowed: choose one of {list(choices)}")
+
+
+def check_device(value) -> None:
+    """``device`` as the device picker takes it: "auto", "cpu", "cuda", "cuda:N" or "mps"."""
+    if not (isinstance(value, str)
+            and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value.strip().lower())):
+        raise ValueError(f"parameter device={value!r} is not allowed: choose 'auto', 'cpu', "
+                         "'cuda' (or 'cuda:N' for GPU number N) or 'mps'")
+
+
+def refuse_unknown_parameters(history: list[str] | None = None) -> None:
+    """Refuse a parameter that papermill injected but the chapter does not have.
+
+    Plain papermill only warns about an unknown name (``-p quikc True``) and runs the
+    whole chapter with the defaults. It writes the values into a cell of their own,
+    right after the ``parameters`` cell, starting with ``# Parameters``; both cells are
+    in the kernel's input history (``_ih``), so the chapter can compare their names.
+    ``history`` is for tests; by default it is the running kernel's.
+    """
+    if history is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        shell = get_ipython()
+        history = list(shell.user_ns.get("_ih", [])) if shell is not None else []
+    at = next((i for i in range(len(history) - 1, 0, -1)
+               if history[i].lstrip().startswith("# Parameters")), None)
+    if at is None:
+        return
+    injected, known = _assigned(history[at]), _assigned(history[at - 1])
+    unknown = sorted(injected - known)
+    if known and unknown:
+        hints = [f"{u!r} -> {close[0]!r}" for u in unknown
+                 if (close := difflib.get_close_matches(u, known, n=1))]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        raise ValueError(f"this chapter has no parameter(s) {unknown}{hint}; its parameters "
+                         f"are {sorted(known)}")
+
+
+def _assigned(source: str) -> set[str]:
+    """Names a cell assigns at its top level."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        for t in targets:
+            names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
 
 
 def check_int(name: str, value, lo: int, hi: int) -> None:

@@ -9,23 +9,38 @@ what the student would see, without a browser.
 
 Bad values are caught: an exception inside ``fn`` is shown as a short
 message in the panel instead of a traceback.
+
+The result is shown by *setting widget values* (an ``HTML`` widget holding the
+text and the figure as a PNG), never by capturing output into an
+``ipywidgets.Output``. Headless runners (papermill, nbconvert, nbval) mimic
+an ``Output`` widget by sending a message on the kernel's shell channel from
+inside their output handler, and that send can swallow the wake-up for the
+cell's reply: the run then hangs forever after the cell has finished
+(jupyter/nbclient issue 312; reproduced in tests/test_widgets.py's
+``test_playgrounds_never_capture_output``). Setting a value sends nothing back.
+
+With ``run_button=True`` (playgrounds that train for seconds), the button is
+disabled and says "Running..." while ``fn`` runs, so a second click cannot
+queue another run and the learner sees that something is happening.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 from collections.abc import Callable
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
-from IPython.display import Image, display
+from IPython.display import display
 
 
 class Playground:
     def __init__(self, fn: Callable, controls: dict[str, W.ValueWidget], title: str = "",
                  run_button: bool = False, run_now: bool = True):
         self.fn, self.controls = fn, dict(controls)
-        self.out = W.Output()
+        self.result_view = W.HTML()  # the text and the figure (a PNG in an <img>)
         self.message = W.HTML()
         self.calls = 0
         self.last_values: dict | None = None
@@ -35,7 +50,7 @@ class Playground:
         boxes = list(self.controls.values())
         if run_button:
             self.button = W.Button(description="Run", button_style="primary", icon="play")
-            self.button.on_click(lambda _: self.update())
+            self.button.on_click(lambda _: self.run_clicked())
             boxes.append(self.button)
         else:
             self.button = None
@@ -43,13 +58,24 @@ class Playground:
                 c.observe(lambda change: self.update(), names="value")
         header = [W.HTML(f"<b>{title}</b>")] if title else []
         self.widget = W.VBox(header + [W.HBox(boxes, layout=W.Layout(flex_flow="row wrap")),
-                                       self.message, self.out])
+                                       self.message, self.result_view])
         if run_now:
             self.update()
 
     @property
     def values(self) -> dict:
         return {name: c.value for name, c in self.controls.items()}
+
+    def run_clicked(self):
+        """The Run button: busy while ``fn`` runs, ready again afterwards (even if it failed)."""
+        self.button.disabled, self.button.description = True, "Running..."
+        self.button.icon = "hourglass-half"
+        self.message.value = "<i>Running: the result replaces the one below when it is done.</i>"
+        try:
+            return self.update()
+        finally:
+            self.button.disabled, self.button.description = False, "Run"
+            self.button.icon = "play"
 
     def update(self):
         """Call ``fn`` with the current values and show its result."""
@@ -68,18 +94,16 @@ class Playground:
         self.last_text = text
         # A PNG, not the live figure: displaying a pyplot figure inside a widget callback
         # races matplotlib-inline's own flush of open figures (a blank plot in JupyterLab).
-        png = None
+        parts = []
+        if text:
+            parts.append(f"<pre style='margin:0.4em 0'>{html.escape(text)}</pre>")
         if fig is not None:
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", bbox_inches="tight")
             plt.close(fig)
-            png = buffer.getvalue()
-        self.out.clear_output()
-        with self.out:
-            if text:
-                print(text)
-            if png is not None:
-                display(Image(data=png, format="png"))
+            data = base64.b64encode(buffer.getvalue()).decode("ascii")
+            parts.append(f"<img src='data:image/png;base64,{data}' style='max-width:100%'/>")
+        self.result_view.value = "".join(parts)
         return result
 
     def _ipython_display_(self):
@@ -97,7 +121,7 @@ def _split(result):
 
 
 def _escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(s, quote=False)
 
 
 def slider(value, lo, hi, step=None, description="", log=False, continuous_update=False,
