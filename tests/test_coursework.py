@@ -142,3 +142,19 @@ def test_student_notebook_runs_in_a_kernel_and_then_passes_when_solved(tmp_path)
     NotebookClient(student, timeout=60, kernel_name="python3").execute()
     texts = ["".join(o.get("text", "") for o in c.get("outputs", [])) for c in student.cells]
     assert not any(cw.NOT_SOLVED in t for t in texts) and "ok" in texts[3]
+
+
+def test_the_student_edition_into_a_folder_that_cannot_be_written(tmp_path, capsys):
+    from llmtrain.course import cli, paths
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder\n")
+    out = blocker / "student"
+    nb_path = tmp_path / "01_t.ipynb"
+    nbformat.write(notebook("md:# t", FUNCTION, CHECK_FN), nb_path)
+    with pytest.raises(paths.FolderNotWritable, match=f"cannot write to {out}"):
+        cw.write_student_edition([nb_path], out)
+    assert cli.main(["student-edition", str(out), "--chapters", str(nb_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to {out}" in err and "student-edition /tmp/student-edition" in err
+    assert "Traceback" not in err

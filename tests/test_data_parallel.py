@@ -121,7 +121,7 @@ def test_a_killed_ddp_run_resumes_to_exactly_the_uninterrupted_weights(tmp_path)
     assert full.returncode == 0, _output(full)
     crash = _torchrun(script, "crash", ckpt, tmp_path / "crash.pt")
     assert crash.returncode != 0 and not (tmp_path / "crash.pt").exists(), _output(crash)
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 10  # the last checkpoint before the kill, written by rank 0 alone
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
     ranks = state["rng_ranks"]  # each rank's own dropout stream, saved for the resume

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -120,3 +121,61 @@ def test_run_command_end_to_end(tmp_path, capsys):
     executed = nbformat.read(out / "01_good.ipynb", as_version=4)
     assert executed.cells[-1].metadata["tags"] == [runner.EPILOGUE_TAG]
     assert any("n = 3" in c.source for c in executed.cells)
+
+
+def test_run_into_a_folder_that_cannot_be_written_says_which_and_what_to_pass(tmp_path, capsys):
+    # A folder under a regular file cannot be made by anyone, root included (CI runs as root,
+    # and root ignores chmod 0o555).
+    good = tiny_chapter(tmp_path / "01_good.ipynb", "record('answer', 6 * n, 'things')")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder\n")
+    out = blocker / "runs"
+    assert cli.main(["run", str(good), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to {out}" in err and "--out /tmp/runs" in err
+    assert "Traceback" not in err
+
+
+def test_run_with_the_default_folder_in_a_read_only_checkout(tmp_path, monkeypatch, capsys):
+    good = tiny_chapter(tmp_path / "01_good.ipynb", "record('answer', 6 * n, 'things')")
+    (tmp_path / "runs").write_text("a file where the default runs/ folder would go\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", str(good)]) == 2
+    err = capsys.readouterr().err
+    assert "runs" in err and "not a folder" in err and "--out /tmp/runs" in err
+
+
+class _Refuses:
+    """Stands in for the ``tempfile`` module: every file it is asked to make fails."""
+
+    def __init__(self, error: OSError):
+        self.error = error
+
+    def mkstemp(self, *args, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   OSError(30, "Read-only file system"),
+                                   NotADirectoryError(20, "Not a directory")])
+def test_an_unwritable_folder_is_reported_for_every_kind_of_os_error(tmp_path, monkeypatch,
+                                                                     error):
+    from llmtrain.course import paths
+
+    monkeypatch.setattr(paths, "tempfile", _Refuses(error))
+    with pytest.raises(paths.FolderNotWritable, match=error.strerror) as err:
+        paths.writable_folder(tmp_path / "runs")
+    assert isinstance(err.value, OSError) and err.value.folder == tmp_path / "runs"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root ignores permission bits")
+def test_a_read_only_folder_is_reported(tmp_path):
+    from llmtrain.course import paths
+
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(paths.FolderNotWritable, match="Permission denied"):
+            paths.writable_folder(tmp_path / "runs")
+    finally:
+        tmp_path.chmod(0o755)

@@ -151,7 +151,8 @@ def test_shipped_preference_pairs_are_what_the_sft_model_samples(monkeypatch):
                    for a, b in zip(kept, sampled))
         assert same / len(kept) > 0.98
     real = checkpoints.manifest
-    monkeypatch.setattr(shared_data, "manifest", lambda name: {**real(name), "weights_sha256": "0" * 64})
+    monkeypatch.setattr(shared_data, "manifest",
+                        lambda name: {**real(name), "weights_sha256": "0" * 64})
     shared_data._stored_pairs.cache_clear()
     try:
         assert shared_data._stored_pairs("reward", args) is None

@@ -163,8 +163,10 @@ class Tokenizer:
         for p in (path, side):
             if not p.is_file():
                 raise FileNotFoundError(
-                    f"tokenizer file {p} not found: train one with train_bpe(...) and "
-                    f"call .save({str(path)!r}) (it writes both {path.name} and {side.name})"
+                    f"tokenizer file {p} not found: restore it from where it came from (for a "
+                    f"committed tokenizer: git checkout -- {p}), or train one with "
+                    f"train_bpe(...) and call .save({str(path)!r}) (it writes both {path.name} "
+                    f"and {side.name})"
                 )
         data = path.read_bytes()
         try:
@@ -173,11 +175,17 @@ class Tokenizer:
             specials = {str(k): int(v) for k, v in meta["special_tokens"].items()}
             merges = [(base64.b64decode(a), base64.b64decode(b)) for a, b in meta["merges"]]
         except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"corrupt tokenizer sidecar {side}: {err!r}; re-save it") from err
+            raise ValueError(
+                f"corrupt tokenizer sidecar {side}: {err!r}; the file was cut short or edited: "
+                f"restore it and {path.name} from where they came from (e.g. git checkout -- "
+                f"{side} {path}), or write both again with .save(...) from the tokenizer object "
+                "that made them") from err
         if hashlib.sha256(data).hexdigest() != expected:
             raise ValueError(
                 f"ranks file {path} does not match the sha256 stored in {side}: one of the two "
-                "was edited or they come from different saves; re-save the tokenizer"
+                "was cut short or edited, or they come from different saves: restore both from "
+                f"where they came from (e.g. git checkout -- {path} {side}), or write both again "
+                "with .save(...) from the tokenizer object that made them"
             )
         ranks = _parse_ranks(data, path)
         enc = tiktoken.Encoding(
@@ -215,9 +223,12 @@ def _parse_ranks(data: bytes, path: Path) -> dict[bytes, int]:
             tok, rank = line.split()
             ranks[base64.b64decode(tok, validate=True)] = int(rank)
         except ValueError as err:  # binascii.Error is a ValueError too
-            raise ValueError(f"corrupt ranks file {path}, line {lineno}: {line[:60]!r}") from err
+            raise ValueError(f"corrupt ranks file {path}, line {lineno}: {line[:60]!r}; restore "
+                             "it (e.g. git checkout), or save the tokenizer again with .save(...)"
+                             ) from err
     if sorted(ranks.values()) != list(range(len(ranks))) or len(ranks) < 256:
-        raise ValueError(f"corrupt ranks file {path}: ranks must be 0..n-1 with n >= 256")
+        raise ValueError(f"corrupt ranks file {path}: ranks must be 0..n-1 with n >= 256; restore "
+                         "it (e.g. git checkout), or save the tokenizer again with .save(...)")
     return ranks
 
 

@@ -23,12 +23,26 @@ same global batch, N workers end with the same weights as one process with
 ``device.cleanup_distributed()``.
 
 Plots and widgets attach through callbacks (``Callback.on_step`` etc.).
+
+Ctrl-C (a notebook's stop button) may stop ``fit`` anywhere, and ``fit()`` again
+goes on exactly as if it had never stopped: a step counts only once its update
+is done, a stopped step leaves no gradient, token count or random draw behind,
+and Ctrl-C waits the few milliseconds while the weights change (see
+``Trainer._train_step``). Checkpoints hold only tensors and plain data, and are
+loaded with ``torch.load(weights_only=True)``, so a checkpoint file can never run
+code.
+
+Why one module of about 640 lines: the step, its interrupt safety, checkpoints and
+exact resume all read and write the same Trainer state; apart, each would reach into
+the others' private fields.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -174,6 +188,7 @@ class Trainer:
         self._ema: float | None = None
         self._best_ema = math.inf
         self._first_loss: float | None = None
+        self._half_updated = False  # an exception stopped optimizer.step (see _train_step)
 
     def release(self) -> None:
         """Drop the DDP wrapper (``cleanup_distributed`` calls this before it ends the group).
@@ -192,6 +207,12 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------
     def state_dict(self) -> dict:
+        """The full training state, as tensors and plain Python data only.
+
+        ``torch.load(weights_only=True)`` reads such a file without unpickling
+        any code; the history and config go through ``_plain`` because metrics
+        from an ``eval_fn`` are often numpy numbers, which it would refuse.
+        """
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -199,8 +220,8 @@ class Trainer:
             "step": self.step,
             "tokens": self._tokens,
             "guard": (self._ema, self._best_ema, self._first_loss),
-            "history": asdict(self.history),
-            "train_config": asdict(self.config),
+            "history": _plain(asdict(self.history), "history"),
+            "train_config": _plain(asdict(self.config), "train_config"),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -250,6 +271,7 @@ class Trainer:
         self.step, self._tokens = state["step"], state["tokens"]
         self._ema, self._best_ema, self._first_loss = state["guard"]
         self.history = History(**state["history"])
+        self._half_updated = False
         ranks = state.get("rng_ranks")
         if ranks is not None and len(ranks) == self.world_size:  # each rank its own state
             torch.set_rng_state(ranks[self.rank]["cpu"])
@@ -271,6 +293,11 @@ class Trainer:
                                "or build a new Trainer in a new torchrun job")
         if resume and cfg.checkpoint_path and Path(cfg.checkpoint_path).exists():
             self.load_checkpoint()
+        elif self._half_updated:
+            raise RuntimeError(
+                "the last training step was stopped by an exception inside optimizer.step, so "
+                "the weights may be half-updated: go on from the last checkpoint with "
+                "fit(resume=True) (TrainConfig.checkpoint_path), or build a new Trainer")
         elif self.step == 0:  # dropout and any sampling inside the loss; its own stream per rank
             torch.manual_seed(cfg.seed + self.rank)
         for cb in self.callbacks:
@@ -278,35 +305,29 @@ class Trainer:
         bar = _progress(cfg, self.step, self.rank)
         start = time.perf_counter() - self.history.seconds
         self.model.train()
-        while self.step < cfg.max_steps:
-            loss = self._train_step()
-            self.step += 1
-            self.history.seconds = time.perf_counter() - start
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            problem = self._check_divergence(loss)
-            if problem:
-                self.history.diverged = problem
+        try:
+            while self.step < cfg.max_steps:
+                loss, problem = self._train_step()  # the step is recorded, or not done at all
+                self.history.seconds = time.perf_counter() - start
                 if bar is not None:
-                    bar.close()
-                if cfg.on_divergence == "raise":
-                    raise TrainingDiverged(problem)
-                break
-            last = self.step == cfg.max_steps
-            if self.step % cfg.log_every == 0 or last or self.step == 1:
-                self.history.steps.append(self.step)
-                self.history.loss.append(loss)
-                self.history.lr.append(lr_at(self.step - 1, cfg))
-                self.history.tokens.append(self._tokens)
-            for cb in self.callbacks:
-                cb.on_step(self, self.step, loss)
-            if self.eval_fn and ((cfg.eval_every and self.step % cfg.eval_every == 0) or last):
-                self.evaluate()
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not last:
-                self.save_checkpoint()
-        if bar is not None:
-            bar.close()
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                if problem:
+                    if cfg.on_divergence == "raise":
+                        raise TrainingDiverged(problem)
+                    break
+                # stopped from here on, the step stays done: fit() goes on with the next one
+                last = self.step == cfg.max_steps
+                for cb in self.callbacks:
+                    cb.on_step(self, self.step, loss)
+                if self.eval_fn and ((cfg.eval_every and self.step % cfg.eval_every == 0)
+                                     or last):
+                    self.evaluate()
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not last:
+                    self.save_checkpoint()
+        finally:  # also on Ctrl-C, so that the next fit() starts a fresh bar
+            if bar is not None:
+                bar.close()
         if self.history.diverged is None and cfg.checkpoint_path:
             self.save_checkpoint()
         self.model.eval()
@@ -322,16 +343,72 @@ class Trainer:
             cb.on_eval(self, self.step, metrics)
         return metrics
 
-    def _train_step(self) -> float:
+    def _train_step(self) -> tuple[float, str | None]:
+        """One optimizer step, all or nothing; returns its loss and any divergence message.
+
+        Ctrl-C raises KeyboardInterrupt wherever Python happens to be, so the step
+        has two phases. While the gradients are summed (forward and backward of
+        every micro-batch) it may stop anywhere: what it leaves (a half-summed
+        ``.grad``, dropout's draws from the random stream, a GradScaler that has
+        unscaled) is undone, or cleared when the next step starts, and the step
+        is done again from scratch, identically. From unscaling to recording
+        the step (clip, ``optimizer.step``, the scaler's update, step counter,
+        tokens, history and divergence guard), Ctrl-C is held and raised just
+        after, with the step done and recorded. The learning rate is
+        ``lr_at(self.step)``, set anew at each step's start, so the schedule
+        moves only with the recorded step counter. So ``fit()`` after Ctrl-C
+        goes on exactly as an unstopped run, bit for bit on the CPU.
+
+        An exception raised from inside ``optimizer.step`` itself (an optimizer
+        hook, an error; not Ctrl-C) cannot be undone: the weights may be
+        half-updated, and ``fit`` then refuses to go on except from a checkpoint.
+        """
+        self.optimizer.zero_grad(set_to_none=True)  # a stopped step's partial sums
+        rng = self._step_rng_state()  # cheap: a few KB, no device sync
+        phase = "gradients"
+        try:
+            loss, tokens = self._sum_gradients()
+            with _HeldInterrupts():
+                self._unscale_and_clip()
+                phase = "update"
+                self._update()
+                problem = self._record_step(loss, tokens)
+                phase = "done"
+        except BaseException:
+            if phase == "gradients":
+                self._forget_step(rng)
+            elif phase == "update":
+                self._half_updated = True
+            raise
+        return loss, problem
+
+    def _step_rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
+
+    def _forget_step(self, rng: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        """Undo what a step stopped before its update did, so that it can be redone exactly."""
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.set_rng_state(rng[0])  # dropout's masks are drawn again, the same ones
+        if rng[1] is not None:
+            torch.cuda.set_rng_state(rng[1], self.device)
+        # else the redone step's unscale_() fails: "already been called" (a private dict)
+        per_optimizer = getattr(self.scaler, "_per_optimizer_states", None)
+        if per_optimizer is not None:
+            per_optimizer.pop(id(self.optimizer), None)
+
+    def _sum_gradients(self) -> tuple[float, int]:
+        """Forward and backward every micro-batch: the step's loss and tokens (global)."""
         cfg = self.config
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         losses = []  # kept as tensors: reading them only after the last micro-batch saves syncs
+        tokens = 0  # added to self._tokens only when the step is recorded
         for micro in range(cfg.grad_accum):
             index = (self.step * cfg.grad_accum + micro) * self.world_size + self.rank
             batch = dev.to_device(self.batches(index), self.device)
-            self._tokens += _tokens_in(batch) * self.world_size
+            tokens += _tokens_in(batch) * self.world_size
             # DDP all-reduces the gradients in the backward pass of the last micro-batch only
             sync = micro == cfg.grad_accum - 1 or self.ddp is None
             ctx = self.ddp.no_sync() if not sync else _nullcontext()
@@ -345,21 +422,41 @@ class Trainer:
         total = 0.0
         for loss in losses:  # the same float64 sum, in the same order, as one float at a time
             total += float(loss)
+        if self.world_size > 1:  # report the mean loss over workers
+            t = torch.tensor([total], device=self.device)
+            torch.distributed.all_reduce(t)
+            total = float(t) / self.world_size
+        return total, tokens
+
+    def _unscale_and_clip(self) -> None:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+
+    def _update(self) -> None:
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.world_size > 1:  # report the mean loss over workers
-            t = torch.tensor([total], device=self.device)
-            torch.distributed.all_reduce(t)
-            total = float(t) / self.world_size
-        return total
+        self.optimizer.zero_grad(set_to_none=True)  # frees the memory between steps
+
+    def _record_step(self, loss: float, tokens: int) -> str | None:
+        """Count the step just applied: step counter, tokens, divergence guard, history."""
+        cfg = self.config
+        self.step += 1
+        self._tokens += tokens
+        problem = self._check_divergence(loss)
+        if problem:
+            self.history.diverged = problem
+            return problem
+        if self.step % cfg.log_every == 0 or self.step == cfg.max_steps or self.step == 1:
+            self.history.steps.append(self.step)
+            self.history.loss.append(loss)
+            self.history.lr.append(lr_at(self.step - 1, cfg))
+            self.history.tokens.append(self._tokens)
+        return None
 
     def _autocast(self):
         dtype = self.policy.autocast_dtype
@@ -390,6 +487,46 @@ class Trainer:
         if cfg.checkpoint_path and Path(cfg.checkpoint_path).exists():
             msg += f" The last good checkpoint is kept at {cfg.checkpoint_path}."
         return msg
+
+
+class _HeldInterrupts:
+    """Hold Ctrl-C (SIGINT) back until the block ends, then raise it as usual.
+
+    Python turns SIGINT into KeyboardInterrupt at whatever line runs next; inside
+    this block the signal is only noted, and the handler that was there before
+    (in a notebook or script, Python's, which raises KeyboardInterrupt) is called
+    when the block is done. Signal handlers can be set only in the main thread;
+    elsewhere, or where SIGINT's handler was not set from Python, the block runs
+    unprotected.
+    """
+
+    def __enter__(self):
+        self._previous, self._pending = None, None
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is None:  # set from C: it could not be put back
+            return self
+        try:
+            signal.signal(signal.SIGINT, self._note)
+        except ValueError:  # not the main interpreter
+            return self
+        self._previous = previous
+        return self
+
+    def _note(self, signum, frame):
+        self._pending = (signum, frame)
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._previous is None:
+            return False
+        signal.signal(signal.SIGINT, self._previous)
+        if self._pending is not None and exc_type is None:  # else that error goes on
+            if callable(self._previous):
+                self._previous(*self._pending)  # Python's handler raises KeyboardInterrupt
+            elif self._previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)  # what SIGINT would have done: end
+        return False
 
 
 class _nullcontext:
@@ -428,17 +565,60 @@ def _progress(config: TrainConfig, initial: int, rank: int):
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     """torch.save to a temporary file in the same folder, flush to disk, then rename.
 
-    A crash mid-write leaves the previous file intact: os.replace is atomic.
+    A crash mid-write leaves the previous file intact: os.replace is atomic. An
+    exception mid-write (Ctrl-C, a full disk, an object that cannot be saved)
+    also removes the temporary file, which would otherwise stay behind, hidden.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _plain(value, where: str):
+    """``value`` as data that ``torch.load(weights_only=True)`` accepts, or a TypeError.
+
+    Tensors, None, bools, numbers, strings and lists, tuples and dicts of them
+    pass; numpy numbers and arrays (what many metrics are) become Python ones,
+    as do subclasses such as numpy.float64, which pickle as numpy objects.
+    Anything else is refused here, when saving, naming it: written into a
+    checkpoint it could only be read back by unpickling, which may run code.
+    """
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, os.PathLike):    # TrainConfig.checkpoint_path may be a Path
+        return os.fspath(value)
+    for kind in (bool, int, float, str):  # bool first: it is an int
+        if isinstance(value, kind):
+            return value if type(value) is kind else kind(value)
+    if isinstance(value, dict):
+        return {_plain(k, where): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(
+        f"cannot checkpoint {where}: it is a {type(value).__name__}, and a checkpoint holds "
+        "only tensors and plain data (numbers, strings, lists, dicts), so that loading it "
+        "never runs code. An eval_fn must return numbers, strings or tensors.")
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The Python objects a torch file would unpickle beyond plain data (read, not run)."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip file at all: corrupt
+        return []
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict:
@@ -446,9 +626,18 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}: train first, or check the path")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated, not a torch file, ...
+    try:  # weights_only: tensors and plain data only; nothing in the file is ever run
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, Python objects, ...
+        unsafe = _unsafe_globals(path)
+        if unsafe or "unsupported global" in str(e).lower():  # torch's words for them
+            shown = ", ".join(unsafe[:3]) + (", ..." if len(unsafe) > 3 else "")
+            raise ValueError(
+                f"refused to load checkpoint {path}: it holds Python objects, not only tensors "
+                f"and plain data ({shown or 'see torch.load'}), and unpickling them could run "
+                "any code. Trainer checkpoints hold none: delete it and train again. Load it "
+                "yourself with torch.load(..., weights_only=False) only if you trust who wrote it."
+            ) from None
         raise ValueError(
             f"checkpoint {path} is corrupt or not a training checkpoint ({e.__class__.__name__}): "
             "delete it and train again"

@@ -17,7 +17,7 @@ import ast
 import sys
 from pathlib import Path
 
-from .paths import CHAPTERS_DIR, ROOT
+from .paths import CHAPTERS_DIR, ROOT, FolderNotWritable
 from .runner import chapters, execute_in_place, find_chapter
 
 
@@ -52,21 +52,31 @@ def _run(args) -> int:
         params["device"] = args.device
     keys = list(args.chapters) + list(args.chapter_list or [])
     todo = list(dict.fromkeys(find_chapter(c) for c in keys)) or chapters()
-    if args.student:
-        from .coursework import write_student_edition
-
-        student_dir = Path(args.out) / "student-edition"
-        todo = write_student_edition(todo, student_dir)
-        print(f"student edition of {len(todo)} chapter(s) in {student_dir}")
     try:
+        if args.student:
+            from .coursework import write_student_edition
+
+            student_dir = Path(args.out) / "student-edition"
+            todo = write_student_edition(todo, student_dir)
+            print(f"student edition of {len(todo)} chapter(s) in {student_dir}")
         runs = runner.run_course(todo, params, Path(args.out), timeout=args.timeout)
     except runner.ParameterError as e:
         print(f"error: {e}\nNothing was run.", file=sys.stderr)
         return 2
+    except FolderNotWritable as e:
+        return _cannot_write(e, "Pass a folder you can write to with --out, e.g. "
+                                "`--out /tmp/runs`. Nothing was run.")
     print()
     print(runner.summary_table(runs))
     print(f"executed notebooks and summary.json / summary.md in {args.out}")
     return 0 if all(r.ok for r in runs) else 1
+
+
+def _cannot_write(e: FolderNotWritable, instead: str) -> int:
+    """Say which folder cannot be written and what to pass instead; returns exit status 2."""
+    folder = e.folder if e.folder.is_absolute() else f"{e.folder} ({e.folder.absolute()})"
+    print(f"error: cannot write to {folder}: {e.reason}.\n{instead}", file=sys.stderr)
+    return 2
 
 
 def _coursework(args) -> int:
@@ -143,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         from .coursework import write_student_edition
 
         todo = [find_chapter(c) for c in args.chapters] or chapters()
-        for path in write_student_edition(todo, Path(args.out)):
+        try:
+            written = write_student_edition(todo, Path(args.out))
+        except FolderNotWritable as e:
+            return _cannot_write(e, "Pass a folder you can write to, e.g. `python -m llmtrain "
+                                    "student-edition /tmp/student-edition`. Nothing was written.")
+        for path in written:
             print(f"{path}")
         print(f"{len(todo)} student notebook(s): solutions removed, checks say "
               "'not solved yet' until answered")
@@ -173,11 +188,33 @@ def main(argv: list[str] | None = None) -> int:
             m = zoo.build(name, device=args.device)
             print(f"{name}: {m['metrics']} ({m['built_with']['seconds']} s)")
         return 0
-    problems = []
-    for name in recipes.RECIPES:
-        found = zoo.verify(name, deep=args.deep)
-        problems += found
-        print(f"{name}: {'OK' if not found else 'PROBLEMS'}")
-    for p in problems:
-        print("  -", p, file=sys.stderr)
-    return 1 if problems else 0
+    return _verify(zoo, list(recipes.RECIPES), deep=args.deep)
+
+
+def _verify(zoo, names: list[str], deep: bool = False) -> int:
+    """``zoo verify``: the tokenizer, then every checkpoint, each problem with its fix, and a
+    summary; 1 if anything is wrong. A damaged file never stops the checks of the others."""
+    bad, uncompared = [], []
+    for name, check in [("tokenizer", zoo.verify_tokenizer)] + [
+            (n, lambda n=n: zoo.verify(n, deep=deep)) for n in names]:
+        problems = check()
+        if problems and all(p.endswith(zoo.NOT_COMPARED) for p in problems):
+            uncompared.append(name)         # its files are fine; the tokenizer is reported
+            print(f"{name}: files OK, not compared with the code (the tokenizer does not load)")
+            continue
+        print(f"{name}: {'OK' if not problems else 'PROBLEMS'}", flush=True)
+        for p in problems:
+            print("  -", p, flush=True)
+        if problems:
+            bad.append(name)
+    if not bad:
+        print(f"zoo verify: the tokenizer and all {len(names)} checkpoints are OK")
+        return 0
+    broken = [n for n in bad if n != "tokenizer"]
+    what = ["the tokenizer"] * ("tokenizer" in bad) + (
+        [f"{len(broken)} of {len(names)} checkpoints ({', '.join(broken)})"] if broken else [])
+    again = (f" Then run it again: {len(uncompared)} checkpoint(s) could not be compared with "
+             "the code while the tokenizer does not load." if uncompared else "")
+    print(f"zoo verify: problems with {' and '.join(what)}: each problem above says how to "
+          f"fix it.{again}")
+    return 1

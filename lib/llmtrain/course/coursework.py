@@ -27,6 +27,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from .paths import writable_folder
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 PLACEHOLDER = "# YOUR CODE HERE"
 NOT_SOLVED = "not solved yet"
@@ -418,11 +420,13 @@ def student_notebook(nb):
 
 
 def write_student_edition(notebooks, out_dir) -> list[Path]:
-    """Write the student edition of each chapter into ``out_dir``; returns the paths written."""
+    """Write the student edition of each chapter into ``out_dir``; returns the paths written.
+
+    A folder that cannot be written raises ``paths.FolderNotWritable`` before any is read.
+    """
     import nbformat
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(out_dir)
     written = []
     for path in notebooks:
         path = Path(path)

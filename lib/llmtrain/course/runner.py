@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .chapter import RECORDS_ENV
 from .coursework import tag_exercises
-from .paths import CHAPTERS_DIR
+from .paths import CHAPTERS_DIR, writable_folder
 
 EPILOGUE_TAG = "llmtrain-runner"
 EPILOGUE = ("# Added by `python -m llmtrain run`: the kernel's peak memory, for the summary.\n"
@@ -217,8 +217,13 @@ def run_one(notebook: Path, out_dir: Path, params: dict, timeout: int = 600,
 
 def run_course(notebooks, params: dict, out_dir: Path, timeout: int = 600,
                echo=print) -> list[ChapterRun]:
-    """Preflight, then every chapter in turn, echoing progress; returns the runs."""
+    """Preflight, then every chapter in turn, echoing progress; returns the runs.
+
+    An ``out_dir`` that cannot be written raises ``paths.FolderNotWritable`` before any
+    chapter runs.
+    """
     preflight(notebooks, params)
+    out_dir = writable_folder(out_dir)
     runs = []
     tty = sys.stdout.isatty()
     for i, nb in enumerate(notebooks, 1):

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -46,14 +47,30 @@ def build_tokenizer(path: Path = TOKENIZER_PATH) -> Tokenizer:
     return tok
 
 
+# The tokenizer is committed: restoring it from git is the fix. Retraining it changes every
+# checkpoint's input, so ``zoo build --tokenizer`` retrains the whole zoo too.
+TOKENIZER_FIX = ("restore it from git: `git checkout -- assets/tokenizer` (or retrain it, "
+                 "which also retrains every checkpoint and takes well over an hour on a CPU: "
+                 "`python -m llmtrain zoo build --tokenizer`)")
+
+
 @functools.lru_cache(maxsize=1)
 def course_tokenizer() -> Tokenizer:
-    """The course's 2,048-token BPE tokenizer, as shipped in assets/."""
-    if not TOKENIZER_PATH.exists():
-        raise FileNotFoundError(
-            f"the course tokenizer is missing ({TOKENIZER_PATH}): run "
-            "`python -m llmtrain zoo build` or restore assets/ from git")
-    return Tokenizer.load(TOKENIZER_PATH)
+    """The course's 2,048-token BPE tokenizer, as shipped in assets/; a missing or damaged
+    file raises an error (``FileNotFoundError``, else ``ValueError``) naming it and the fix."""
+    sidecar = TOKENIZER_PATH.with_name(TOKENIZER_PATH.name + ".json")
+    for path in (TOKENIZER_PATH, sidecar):
+        if not path.is_file():
+            raise FileNotFoundError(f"the course tokenizer file {path} is missing: "
+                                    f"{TOKENIZER_FIX}")
+    try:
+        return Tokenizer.load(TOKENIZER_PATH)
+    except (OSError, ValueError) as e:
+        # core's message names the bad file; its advice is for a tokenizer of your own,
+        # so it is replaced by the course's fix
+        reason = re.split(r"[:;] (?:the file was cut short or edited: )?restore ", str(e))[0]
+        raise ValueError(f"the course tokenizer is damaged or was edited: {reason}; "
+                         f"{TOKENIZER_FIX}") from None
 
 
 def encode_documents(tokenizer: Tokenizer, docs: list[Document] | list[str]) -> torch.Tensor:
@@ -142,9 +159,13 @@ def _stored_pairs(name: str, pairs_args: str):
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is damaged ({e}); delete it (the pairs are then sampled "
-                         "again) or rebuild it: python -m llmtrain zoo build reward") from None
+        if not isinstance(data, dict) or not {"pairs_args", "train", "test"} <= data.keys():
+            raise ValueError("it lacks pairs_args, train or test")
+    except (OSError, EOFError, ValueError) as e:         # a cut-short gzip is an EOFError
+        raise ValueError(f"{path} is damaged ({e}): restore it from git: `git checkout -- "
+                         f"assets/zoo/{path.name}` (or delete it: the pairs are then sampled "
+                         "again from the sft checkpoint, which takes about half a minute)"
+                         ) from None
     if (json.dumps(data["pairs_args"], sort_keys=True) != pairs_args
             or data.get("sft_weights_sha256") != manifest("sft")["weights_sha256"]):
         return None      # sampled with other arguments or from another sft model

@@ -253,39 +253,87 @@ def build(name: str, out_dir: Path = ZOO_DIR, device: str = "auto", progress: bo
     return record
 
 
+# verify's problem for a checkpoint whose checks against the code need the tokenizer
+NOT_COMPARED = ("not compared with the code (tokenizer, model config, training data): "
+                "the course tokenizer does not load")
+
+
+def verify_tokenizer() -> list[str]:
+    """Problems with the shipped tokenizer (an empty list means it loads)."""
+    try:
+        course_tokenizer()
+    except (OSError, ValueError) as e:
+        return [f"tokenizer: {e}"]
+    return []
+
+
 def verify(name: str, deep: bool = False) -> list[str]:
     """Problems found with checkpoint ``name`` (an empty list means all is well).
 
     Checks the weights' and tokenizer's sha256, that the recipe and model
     config equal what the code would build now, and that the training data's
-    fingerprint is unchanged. ``deep`` also re-measures the metrics.
+    fingerprint is unchanged. ``deep`` also re-measures the metrics. A missing or
+    damaged file is a problem (naming the file and the fix), never an exception, so
+    every check that can run does; a tokenizer that does not load skips the checks
+    that need it (``verify_tokenizer`` says why).
     """
+    try:
+        m = manifest(name)
+    except (OSError, ValueError) as e:
+        return [f"{name}: {e}"]
     problems = []
-    m = manifest(name)
+    rebuild = f"`python -m llmtrain zoo build {name}`"
     recipe = RECIPES[name]
     if m["recipe"] != json.loads(json.dumps(asdict(recipe))):
-        problems.append(f"{name}: the recipe in the manifest differs from RECIPES[{name!r}]")
-    if m["tokenizer_sha256"] != sha256_file(TOKENIZER_PATH):
-        problems.append(f"{name}: built with a different tokenizer than the shipped one")
-    tok = course_tokenizer()
-    if m["config"] != model_config(recipe, tok).to_dict():
-        problems.append(f"{name}: the model config differs from what the recipe gives now")
-    # The crawl holds Python's own docs and sources, which change between Python
-    # releases: its fingerprint is only comparable on the Python it was built with.
-    comparable = "crawl" not in recipe.corpus or same_python(m)
-    if comparable and fingerprint(training_tokens(recipe)) != m["data"]["fingerprint"]:
-        problems.append(f"{name}: the training data the code makes now differs from the data "
-                        "the checkpoint was trained on (world, corpus or tokenizer changed): "
-                        "rebuild the zoo")
+        problems.append(f"{name}: the recipe in the manifest differs from RECIPES[{name!r}]: "
+                        f"undo the change to course/recipes.py, or rebuild it: {rebuild}")
+    try:
+        tok, tokenizer_sha256 = course_tokenizer(), sha256_file(TOKENIZER_PATH)
+    except (OSError, ValueError):
+        tok = None
+        problems.append(f"{name}: {NOT_COMPARED}")
+    if tok is not None:
+        problems += _verify_against_code(name, m, tok, tokenizer_sha256)
     try:
         model = load(name)
-    except (ValueError, RuntimeError) as e:
-        return problems + [str(e)]
-    if deep:
-        now = measure(model, recipe)
+    except (OSError, ValueError, RuntimeError) as e:
+        return problems + [f"{name}: {e}"]
+    if deep and tok is not None:
+        try:
+            now = measure(model, recipe)
+        except (OSError, ValueError) as e:
+            return problems + [f"{name}: its metrics were not measured again: {e}"]
         for key, value in now.items():
             if abs(value - m["metrics"][key]) > 1e-3:
                 problems.append(f"{name}: {key} is {value} now, {m['metrics'][key]} in manifest")
+    return problems
+
+
+def _verify_against_code(name: str, m: dict, tok, tokenizer_sha256: str) -> list[str]:
+    """The manifest's tokenizer, model config and data fingerprint against the code's now."""
+    problems = []
+    rebuild = f"`python -m llmtrain zoo build {name}`"
+    recipe = RECIPES[name]
+    if m["tokenizer_sha256"] != tokenizer_sha256:
+        problems.append(f"{name}: built with a different tokenizer than {TOKENIZER_PATH}: if "
+                        "the tokenizer was changed, restore it from git (`git checkout -- "
+                        f"assets/tokenizer`); else rebuild the checkpoint: {rebuild}")
+    if m["config"] != model_config(recipe, tok).to_dict():
+        problems.append(f"{name}: the model config differs from what the recipe gives now: "
+                        f"undo the change to the code, or rebuild it: {rebuild}")
+    # The crawl holds Python's own docs and sources, which change between Python
+    # releases: its fingerprint is only comparable on the Python it was built with.
+    if "crawl" in recipe.corpus and not same_python(m):
+        return problems
+    try:
+        now = fingerprint(training_tokens(recipe))
+    except (OSError, ValueError, RuntimeError) as e:   # e.g. the sft checkpoint the pairs need
+        return problems + [f"{name}: its training data was not checked: {e}"]
+    if now != m["data"]["fingerprint"]:
+        problems.append(f"{name}: the training data the code makes now differs from the data "
+                        "the checkpoint was trained on (world, corpus or tokenizer changed): "
+                        f"undo the change, or rebuild it ({rebuild}) and every checkpoint "
+                        "built from it")
     return problems
 
 

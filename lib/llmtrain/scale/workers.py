@@ -100,6 +100,8 @@ class Workers:
                 raise WorkerFailed(f"the workers did not finish within {timeout or self.timeout:g}"
                                    " s: the machine may be busy; try again with a longer timeout")
             time.sleep(0.01)
+        # Our own files, in a private 0700 temporary folder, holding whatever fn returned:
+        # unpickling them is needed, and no file from anyone else is ever read here.
         return [torch.load(r, weights_only=False) for r in results]
 
     def _last_words(self, rank: int, job: int, chars: int = 3000) -> str:
