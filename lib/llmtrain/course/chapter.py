@@ -165,13 +165,17 @@ class SectionTimer:
 # ---- key numbers for the headless runner -------------------------------------------------
 
 RECORDS_ENV = "LLMTRAIN_RECORDS"
+RECORD_KEY = "llmtrain/record"   # output metadata that holds a recorded value
 records: dict[str, dict] = {}
 
 
 def record(name: str, value, unit: str = "") -> None:
     """Keep one of the chapter's key numbers (a claim's measurement) for ``llmtrain run``.
 
-    Prints nothing. ``python -m llmtrain run`` sets the environment variable
+    Prints nothing visible. In a notebook the value also goes into the cell's outputs, as
+    an empty display whose metadata holds it (``RECORD_KEY``), so the committed notebook
+    keeps its own measurements: tests/test_prose_numbers.py checks that the chapter's text
+    does not state another figure for them. ``python -m llmtrain run`` sets the variable
     ``LLMTRAIN_RECORDS`` to a file; each call appends one JSON line there
     (``{"name", "value", "unit"}``), and the run's summary table lists them.
     Recording the same name again replaces the value. ``value`` is a number;
@@ -190,7 +194,18 @@ def record(name: str, value, unit: str = "") -> None:
         raise TypeError(f"record: {name!r} must be a number, got {type(value).__name__}{hint}")
     value = int(value) if isinstance(value, numbers.Integral) else float(value)
     records[name] = {"name": name, "value": value, "unit": unit}
+    _leave_in_notebook(records[name])
     path = os.environ.get(RECORDS_ENV)
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(records[name]) + "\n")
+
+
+def _leave_in_notebook(entry: dict) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import publish_display_data
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        publish_display_data({"text/plain": ""}, metadata={RECORD_KEY: entry})
