@@ -39,6 +39,19 @@ def test_kv_cache_matches_full_recomputation(model):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("with_mask", [
+    True,
+    False,  # a bug until the mask was built for one new token too (GPT._trunk)
+])
+def test_one_cached_step_matches_full_recomputation(model, with_mask):
+    # chapter 00's write_cached takes one step like this, with the mask
+    x = torch.randint(0, 61, (2, 10))
+    _, cache = model(x[:, :-1], return_kv=True)
+    mask = torch.ones_like(x) if with_mask else None
+    step = model(x[:, -1:], past_kv=cache, attention_mask=mask)
+    torch.testing.assert_close(step[:, -1], model(x)[:, -1])
+
+
 def test_left_padding_gives_the_same_answers(model):
     short = torch.randint(0, 61, (1, 4))
     long = torch.randint(0, 61, (1, 7))

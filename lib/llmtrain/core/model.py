@@ -230,7 +230,10 @@ class GPT(nn.Module):
         mask, pos = None, None
         if attention_mask is None:
             pos = torch.arange(T_past, T_past + T, device=idx.device).expand(B, T)
-            if T_past > 0 and T > 1:  # new tokens must not see each other's future
+            # with a cache, the causal mask must be built by hand even for one new token:
+            # scaled_dot_product_attention aligns is_causal top-left, so a 1 x (T_past + 1)
+            # score matrix would let the new token see only the first key
+            if T_past > 0:
                 mask = _causal_mask(torch.ones(B, T_past + T, device=idx.device), T)
         else:
             attention_mask = attention_mask.to(idx.device)
