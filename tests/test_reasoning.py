@@ -173,6 +173,16 @@ def test_written_out_steps_beat_final_answers_on_a_tiny_model():
     assert acc["steps"] > 0.5 and acc["steps"] > acc["answer"] + 0.4, acc
 
 
+def test_a_reversed_answer_is_read_back_highest_digit_first():
+    p = Problem(472, 389, 3)
+    assert target(p, "reversed") == "=1680"
+    assert final_answer("=1680") == "0861" and is_correct(p, "=1680")
+    assert not is_correct(p, "=0861") and not is_correct(p, "1680")
+    assert final_answer("2+9+0=11;0861") == "0861" == final_answer("0861")
+    assert digit_accuracy([p], ["=1680"]) == [1.0, 1.0, 1.0, 1.0]
+    assert sequence_length(3, "reversed") == len("472+389=") + 1 + len("=1680")
+
+
 def test_train_adder_records_held_out_accuracy():
     train, test = split_problems(50, 20, 1, seed=0)
     _, history = train_adder(train, "answer", CoTConfig(steps=20, batch_size=16), test=test,

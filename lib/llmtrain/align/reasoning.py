@@ -2,17 +2,21 @@
 
 A problem is a prompt such as ``0472+0389=`` (both numbers written with the
 same number of digits, zero-padded). A model is trained to write what comes
-after the ``=`` in one of two formats, and only that part is in its loss:
+after the ``=`` in one of three formats, and only that part is in its loss:
 
 * ``"answer"``: the sum alone, one digit wider than the numbers: ``0861``;
+* ``"reversed"``: the same sum written ones digit first, after a ``=`` that
+  marks the order: ``=1680``. No steps, but each digit comes after the digits
+  whose carries it needs, as in column addition: the control that separates
+  the effect of the order from the effect of the written-out steps;
 * ``"steps"``: the column additions a person writes down, from the ones
   column up, each as ``digit+digit+carry=carry digit``, then ``;`` and the
   same sum: ``2+9+0=11,7+8+1=16,4+3+1=08,0+0+0=00;0861``.
 
-Everything else is the same for both (model, problems, optimizer steps), so a
-difference in accuracy on held-out problems is the effect of writing the
-steps out. Characters are the tokens (``CharTokenizer``), so every digit is
-one token and no tokenizer quirk helps or hurts either format.
+Everything else is the same for all three (model, problems, optimizer steps),
+so a difference in accuracy on held-out problems is the effect of the format.
+Characters are the tokens (``CharTokenizer``), so every digit is one token and no
+tokenizer quirk helps or hurts any format.
 
 Shapes: token batches are (B, T) int64; B problems per batch, T = block size.
 """
@@ -30,7 +34,8 @@ from ..core.losses import IGNORE_INDEX
 from ..core.model import GPT, preset
 from ..core.train import History, TrainConfig, Trainer
 
-FORMATS = ("answer", "steps")
+FORMATS = ("answer", "reversed", "steps")
+REVERSED_MARK = "="  # a "reversed" answer starts with it: ``=1680`` is 0861
 CHARS = "0123456789+=,;"  # everything a prompt or a target is written with
 MAX_DIGITS = 8
 
@@ -135,12 +140,18 @@ def target(problem: Problem, fmt: str) -> str:
     _check_format(fmt)
     if fmt == "answer":
         return problem.answer
+    if fmt == "reversed":
+        return REVERSED_MARK + problem.answer[::-1]
     return ",".join(column_steps(problem)) + ";" + problem.answer
 
 
 def final_answer(completion: str) -> str:
-    """The answer in a completion: the text after the last ``;`` (all of it if none)."""
-    return completion.rsplit(";", 1)[-1].strip()
+    """The answer in a completion, highest digit first: the text after the last ``;`` (all of
+    it if none), turned round if it is written ones digit first (it starts with ``=``)."""
+    answer = completion.rsplit(";", 1)[-1].strip()
+    if answer.startswith(REVERSED_MARK):
+        return answer[len(REVERSED_MARK):][::-1]
+    return answer
 
 
 def is_correct(problem: Problem, completion: str) -> bool:

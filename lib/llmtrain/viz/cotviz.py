@@ -6,7 +6,7 @@
 * ``loss_plot``, ``digit_plot``: training loss per format; the share of right
   digits at each place of the answer;
 * ``cot_playground``: sliders for digits, training problems and steps; a button
-  trains both formats and shows their held-out accuracy.
+  trains every format and shows their held-out accuracy.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from ..core.train import History
 from .plots import new_axes
 from .widgets import Playground, slider
 
-FORMAT_LABELS = {"answer": "final answer only", "steps": "steps written out"}
-FORMAT_COLORS = {"answer": "C3", "steps": "C2"}
+FORMAT_LABELS = {"answer": "final answer only", "reversed": "answer reversed",
+                 "steps": "steps written out"}
+FORMAT_COLORS = {"answer": "C3", "reversed": "C1", "steps": "C2"}
 
 
 @dataclass
@@ -52,8 +53,8 @@ def compare_formats(digits: int, n_train: int, n_test: int = 500,
                     config: CoTConfig | None = None) -> dict[str, FormatResult]:
     """Train one model per format on the same ``n_train`` problems; test on ``n_test`` others.
 
-    Returns {"answer": FormatResult, "steps": FormatResult}. Results are cached
-    by their settings.
+    Returns {format: FormatResult} for every format of ``reasoning.FORMATS``. Results are
+    cached by their settings.
     """
     config = config or CoTConfig()
     key = (digits, n_train, n_test, *asdict(config).values())
@@ -111,10 +112,11 @@ def _experiment_view(digits: int, n_train: int, steps: int, config: CoTConfig,
     names = [FORMAT_LABELS[f] for f in FORMATS]
     test = [results[f].accuracy for f in FORMATS]
     train = [results[f].train_accuracy for f in FORMATS]
-    ax.bar([0 - 0.2, 1 - 0.2], train, 0.4, color="lightgray", label="training problems")
-    ax.bar([0 + 0.2, 1 + 0.2], test, 0.4, color=[FORMAT_COLORS[f] for f in FORMATS],
+    places = list(range(len(FORMATS)))
+    ax.bar([x - 0.2 for x in places], train, 0.4, color="lightgray", label="training problems")
+    ax.bar([x + 0.2 for x in places], test, 0.4, color=[FORMAT_COLORS[f] for f in FORMATS],
            label="held-out problems")
-    ax.set_xticks([0, 1], names)
+    ax.set_xticks(places, names)
     ax.set(ylim=(0, 1.05), ylabel="share answered right",
            title=f"{digits}-digit sums, {n_train} training problems, {steps} steps")
     ax.legend(fontsize=8)
@@ -129,12 +131,12 @@ def _experiment_view(digits: int, n_train: int, steps: int, config: CoTConfig,
 
 def cot_playground(config: CoTConfig | None = None, digits: int = 4, n_train: int = 500,
                    n_test: int = 500) -> Playground:
-    """Digits, training problems and steps; the Run button trains both formats (seconds)."""
+    """Digits, training problems and steps; the Run button trains every format (seconds)."""
     config = config or CoTConfig()
     controls = {"digits": slider(digits, 1, 6, 1, "digits per number"),
                 "n_train": slider(n_train, 50, 3000, 50, "training problems"),
                 "steps": slider(config.steps, 50, 1000, 50, "steps")}
     view = lambda digits, n_train, steps: _experiment_view(  # noqa: E731
         digits, n_train, steps, config, n_test)
-    return Playground(view, controls, title="Final answers vs written-out steps",
+    return Playground(view, controls, title="Final answers, reversed answers, written-out steps",
                       run_button=True)
