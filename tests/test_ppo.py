@@ -134,6 +134,35 @@ def test_ppo_raises_the_reward_and_leaves_the_reference_alone(tok, world, nano):
         assert torch.equal(v, ref_state[k]), f"the reference changed: {k}"
 
 
+def test_update_is_the_learning_half_of_step(tok, world, nano):
+    """``update`` fed a step's own rollout, from the same state, leaves the same weights and
+    moments as that step, and advances nothing (chapter 08 checks its written-out update
+    against it)."""
+    reward_fn = lambda exs, rs: torch.tensor([min(len(r), 40) / 10 for r in rs])
+
+    def trainer():
+        cfg = ppo.PPOConfig(steps=2, batch_size=6, max_new_tokens=4, entropy_coef=0.01,
+                            lr=1e-3, unfinished_penalty=0.0, device="cpu", seed=3)
+        return ppo.PPOTrainer(nano(), tok, qa_examples(world), reward_fn, cfg,
+                              critic=ppo.ValueModel(nano(5)))
+
+    a, b = trainer(), trainer()
+    a.step()
+    b.step()  # both past their first step: Adam has moments, the shuffles depend on the step
+    a.step()
+    out = b.update(a.last_rollout)
+    assert b.steps_done == 1 and len(b.history.proxy) == 1
+    assert torch.equal(out["advantages"], a.last_advantages)
+    assert len(out["clip_fractions"]) == b.config.epochs * b.config.minibatches
+    for name in ("policy", "critic"):
+        model_a, model_b = getattr(a, name), getattr(b, name)
+        opt_a, opt_b = getattr(a, f"{name}_opt"), getattr(b, f"{name}_opt")
+        for p_a, p_b in zip(model_a.parameters(), model_b.parameters()):
+            assert torch.equal(p_a, p_b), f"the {name}'s weights differ"
+            for k in ("exp_avg", "exp_avg_sq"):
+                assert torch.equal(opt_a.state[p_a][k], opt_b.state[p_b][k])
+
+
 def test_a_kl_penalty_keeps_the_policy_closer(tok, world, nano):
     reward_fn = lambda exs, rs: torch.tensor([min(len(r), 40) / 10 for r in rs])
     kls = {}

@@ -73,7 +73,7 @@ class PPOConfig:
     max_new_tokens: int = 16  # longest response
     temperature: float = 1.0  # sampling temperature of rollouts
     kl_coef: float = 0.05  # beta: price per nat of KL to the reference, per token
-    clip_eps: float = 0.2  # how far a token's probability ratio may move per rollout
+    clip_eps: float = 0.2  # past 1 +- clip_eps a token's ratio earns no more (not a hard limit)
     value_clip: float | None = 0.2  # the critic's clip (None: plain squared error)
     entropy_coef: float = 0.0  # bonus per nat of entropy of the policy
     gamma: float = 1.0  # discount per token
@@ -342,6 +342,33 @@ class PPOTrainer:
         batch = self.prompts_for(self.steps_done)
         ro = make_rollout(self.policy, self.reference, self.critic, self.tokenizer, batch,
                           self.reward_fn, cfg, gen)
+        out = self.update(ro)
+        stats = self._stats(ro, out["clip_fractions"], out["policy_losses"], out["value_losses"])
+        self.last_rollout = ro._replace()  # kept for inspection (chapter 08 dissects one)
+        self.last_advantages = out["advantages"]
+        self.steps_done += 1
+        self.history.seconds += time.perf_counter() - start
+        for key, value in stats.items():
+            getattr(self.history, key).append(value)
+        if self.steps_done % 10 == 1:  # keep a few responses as examples
+            for e, r, p in list(zip(ro.examples, ro.responses, ro.proxy.tolist()))[:3]:
+                self.history.samples.append({"step": self.steps_done, "question": e.question,
+                                             "response": r, "proxy": round(p, 3)})
+        for cb in self.callbacks:
+            cb(self, self.steps_done, stats)
+        return stats
+
+    def update(self, rollout: Rollout) -> dict:
+        """The learning half of ``step``, on a frozen ``rollout``: per-token rewards,
+        advantages (GAE, whitened), then ``epochs`` passes over ``minibatches`` shuffled
+        minibatches, each one gradient step of the policy and one of the critic.
+
+        The shuffles are a pure function of (seed, steps_done, epoch); ``steps_done`` is
+        not advanced and nothing is logged (``step`` does both). Returns {"advantages",
+        "returns": (B, R), "clip_fractions", "policy_losses", "value_losses": one float per
+        minibatch}. Chapter 08 repeats one update by hand and compares the weights.
+        """
+        cfg, ro = self.config, rollout
         mask = ro.response_mask.float()
         rewards = token_rewards(ro, cfg.kl_coef)
         advantages, returns = gae(rewards, ro.values, cfg.gamma, cfg.lam, mask)
@@ -374,20 +401,9 @@ class PPOTrainer:
                 value_losses.append(float(v_loss.detach()))
         self.policy.eval()
         self.critic.eval()
-        stats = self._stats(ro, clip_fracs, policy_losses, value_losses)
-        self.last_rollout = ro._replace()  # kept for inspection (chapter 08 dissects one)
-        self.last_advantages = advantages.detach()
-        self.steps_done += 1
-        self.history.seconds += time.perf_counter() - start
-        for key, value in stats.items():
-            getattr(self.history, key).append(value)
-        if self.steps_done % 10 == 1:  # keep a few responses as examples
-            for e, r, p in list(zip(ro.examples, ro.responses, ro.proxy.tolist()))[:3]:
-                self.history.samples.append({"step": self.steps_done, "question": e.question,
-                                             "response": r, "proxy": round(p, 3)})
-        for cb in self.callbacks:
-            cb(self, self.steps_done, stats)
-        return stats
+        return {"advantages": advantages.detach(), "returns": returns.detach(),
+                "clip_fractions": clip_fracs, "policy_losses": policy_losses,
+                "value_losses": value_losses}
 
     def _update(self, model: nn.Module, optimizer, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
