@@ -8,6 +8,7 @@
     python -m llmtrain execute CHAPTER ...   (maintainers: re-execute in place, for committing)
     python -m llmtrain zoo build [NAME ...] [--tokenizer]
     python -m llmtrain zoo verify [--deep]
+    python -m llmtrain doctor      what is wrong with this setup, each problem with its fix
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--device", default="auto")
     verify = zoo_sub.add_parser("verify", help="check checkpoints against code and manifests")
     verify.add_argument("--deep", action="store_true", help="also re-measure the metrics")
+    sub.add_parser("doctor", help="check this setup (Python, torch, Jupyter, assets, memory) "
+                                  "before a chapter fails; 1 if a chapter cannot run")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -149,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return _run(args)
+    if args.command == "doctor":
+        from . import doctor
+
+        return doctor.main()
     if args.command == "student-edition":
         from .coursework import write_student_edition
 

@@ -19,12 +19,6 @@ TOKENIZER_EXTRA = dict(prose_chars=200_000, code_chars=100_000)  # so mixed corp
 STAGES = ("pretrain", "sft", "reward", "ppo", "dpo")
 
 
-TOKENIZER_VOCAB = 2048
-
-
-TOKENIZER_EXTRA = dict(prose_chars=200_000, code_chars=100_000)  # so mixed corpora tokenise well
-
-
 @dataclass(frozen=True)
 class Recipe:
     """Everything that determines a checkpoint."""

@@ -181,7 +181,6 @@ def run_one(notebook: Path, out_dir: Path, params: dict, timeout: int = 600,
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    poll_shell_in_slices()
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / notebook.name
     nb = with_epilogue(nbformat.read(notebook, as_version=4))
@@ -321,45 +320,15 @@ def check_parameters(notebook: Path, params: dict) -> None:
                          f"its parameters are {sorted(known)}")
 
 
-def poll_shell_in_slices() -> None:
-    """Work around lost wake-ups in jupyter_client's asyncio channels (nbclient issue 312).
-
-    With widgets in a cell, the kernel's execute reply sometimes arrives without
-    waking the waiting poll, and papermill then waits for the whole timeout (or
-    forever). Polling in half-second slices picks the reply up at the next slice.
-    """
-    from queue import Empty
-
-    from jupyter_client.channels import AsyncZMQSocketChannel
-
-    if getattr(AsyncZMQSocketChannel.get_msg, "_sliced", False):
-        return
-    original = AsyncZMQSocketChannel.get_msg
-
-    async def get_msg(self, timeout=None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                return await original(self, timeout=min(0.5, left))
-            except Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-
-    get_msg._sliced = True
-    AsyncZMQSocketChannel.get_msg = get_msg
-
-
 def execute_in_place(notebook: Path, timeout: int = 900) -> float:
     """Run a chapter top to bottom with its default parameters and save it where it is.
 
-    This is how the committed notebooks get their outputs (nbclient, as nbval
-    runs them, with the shell-polling workaround); returns the seconds taken.
+    This is how the committed notebooks get their outputs (plain nbclient, as nbval
+    runs them); returns the seconds taken.
     """
     import nbformat
     from nbclient import NotebookClient
 
-    poll_shell_in_slices()
     nb = nbformat.read(notebook, as_version=4)
     tag_exercises(nb)                    # nbgrader metadata on every exercise's two cells
     start = time.perf_counter()
