@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from .conftest import ROOT
 
 
@@ -85,3 +87,90 @@ def test_readme_screenshots_exist_and_stay_small():
     for shot in shots:
         size = (ROOT / shot).stat().st_size
         assert size < 150_000, f"{shot} is {size / 1e3:.0f} KB: keep screenshots small"
+
+
+# ---- licenses, citation, contributing ------------------------------------------------------
+
+def _project_version():
+    m = re.search(r'(?m)^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text())
+    assert m, "pyproject.toml names the project's version"
+    return m.group(1)
+
+
+def _readme_sections():
+    """The README's top-level (`## `) section titles, in order."""
+    return re.findall(r"(?m)^## (.+?)\s*$", (ROOT / "README.md").read_text())
+
+
+def test_code_is_mit_and_the_content_cc_by():
+    mit = (ROOT / "LICENSE").read_text()
+    assert mit.startswith("MIT License")
+    assert "Copyright (c) 2026 The How LLMs Are Trained authors" in mit
+    for phrase in ("Permission is hereby granted, free of charge, to any person",
+                   "The above copyright notice and this permission notice shall be included",
+                   'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND'):
+        assert phrase in mit, f"LICENSE lacks the MIT text {phrase!r}"
+    content = (ROOT / "LICENSE-CONTENT.md").read_text()
+    assert "https://creativecommons.org/licenses/by/4.0/legalcode" in content
+    for covered in ("chapters/", "assets/figures/", "README.md"):
+        assert covered in content, f"LICENSE-CONTENT.md should say whether it covers {covered}"
+
+
+def test_citation_cff_is_valid_and_names_this_version():
+    import yaml  # PyYAML: installed with papermill (requirements.txt)
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0"
+    for key in ("message", "title", "abstract"):
+        assert isinstance(cff.get(key), str) and cff[key].strip(), f"CITATION.cff needs {key}"
+    assert cff["type"] == "software"
+    assert cff["authors"] and all(a.get("name") or a.get("family-names")
+                                  for a in cff["authors"])
+    assert cff["version"] == _project_version(), "CITATION.cff and pyproject.toml disagree"
+    assert cff["license"] == "MIT"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(cff["date-released"]))
+    assert isinstance(cff["keywords"], list) and cff["keywords"]
+    badge = re.search(r"mybinder\.org/v2/gh/([\w.-]+/[\w.-]+)/", (ROOT / "README.md").read_text())
+    assert cff["repository-code"] == f"https://github.com/{badge.group(1)}", (
+        "CITATION.cff's repository-code and the README's Binder badge name different repos")
+
+
+def test_readme_ends_with_troubleshooting_citing_and_license():
+    sections = _readme_sections()
+    for title in ("Troubleshooting", "Citing", "License"):
+        assert title in sections, f"README.md needs a section '## {title}'"
+    assert sections[-1] == "License", "the License section comes last"
+    assert sections.index("Troubleshooting") < sections.index("License")
+    readme = (ROOT / "README.md").read_text()
+    citing = readme.split("## Citing", 1)[1].split("\n## ", 1)[0]
+    assert "CITATION.cff" in citing and "@misc{" in citing
+    assert f"Version {_project_version()}" in citing, "the BibTeX entry names another version"
+    license_ = readme.split("## License", 1)[1]
+    assert "(LICENSE)" in license_ and "(LICENSE-CONTENT.md)" in license_
+
+
+def _subcommands(capsys, *argv):
+    """The subcommands the CLI's parser offers after ``argv`` (from its --help), or set()."""
+    from llmtrain.course import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    usage = capsys.readouterr().out.split("\n\n", 1)[0]   # the usage lines
+    m = re.search(r"\{([\w,-]+)\}", usage)
+    return set(m.group(1).split(",")) if m else set()
+
+
+def test_docs_name_only_real_commands(capsys):
+    commands = _subcommands(capsys)
+    assert {"run", "execute", "zoo", "coursework"} <= commands   # the parsing works
+    said = re.compile(r"python -m llmtrain\s+([a-z][\w-]*)(?:\s+([a-z][\w-]*))?")
+    for doc in ("CONTRIBUTING.md", "README.md"):
+        assert (ROOT / doc).exists(), f"{doc} is missing"
+        for first, second in said.findall((ROOT / doc).read_text()):
+            assert first in commands, (
+                f"{doc} names `python -m llmtrain {first}`, which the CLI does not have")
+            below = _subcommands(capsys, first)
+            if below:
+                assert second in below, (
+                    f"{doc} names `python -m llmtrain {first} {second}`: "
+                    f"{first} has only {sorted(below)}")
