@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from ..core.train import Callback, History
+from ..core.train import Callback
 
 
 def new_axes(title: str, xlabel: str, ylabel: str, ax=None, figsize=(6, 3.5)):
@@ -19,20 +19,6 @@ def new_axes(title: str, xlabel: str, ylabel: str, ax=None, figsize=(6, 3.5)):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    return ax
-
-
-def plot_loss(history: History, ax=None, label: str | None = None, x: str = "steps",
-              title: str = "Training loss"):
-    """Loss (nats per token) against steps or tokens seen."""
-    if x not in ("steps", "tokens"):
-        raise ValueError("x must be 'steps' or 'tokens'")
-    xlabel = "optimizer step" if x == "steps" else "tokens seen"
-    ax = ax if ax is not None and ax.get_title() else new_axes(title, xlabel,
-                                                              "loss (nats/token)", ax)
-    ax.plot(getattr(history, x), history.loss, label=label)
-    if label:
-        ax.legend()
     return ax
 
 
