@@ -24,7 +24,8 @@ from .conftest import CHAPTERS, ROOT
 NOTEBOOKS = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
 IDS = [nb.stem for nb in NOTEBOOKS]
 README = (ROOT / "README.md").read_text()
-SYLLABUS_IDS = {f"C{i}" for i in range(1, 27)}
+SYLLABUS_IDS = {f"C{i}" for i in range(1, 29)}
+CLAIMS_PAGE = (CHAPTERS / "CLAIMS.md").read_text()
 PEAK_MB = 1500          # the memory budget of a chapter (Binder gives about 2 GB)
 
 
@@ -51,6 +52,10 @@ def test_chapter_is_well_formed(path):
     assert intro.startswith("# "), "the first cell is the chapter's title"
     assert set(re.findall(r"\bC\d+\b", intro)) <= SYLLABUS_IDS
     assert re.search(r"\bC\d+\b", intro) or path.stem.startswith("03"), "name the claims shown"
+    for cid in set(re.findall(r"\bC\d+\b", intro)):
+        anchor = f"CLAIMS.md#{cid.lower()}"
+        assert f"[{cid}]({anchor})" in intro, f"link {cid} to {anchor}"
+        assert f'<a id="{cid.lower()}"></a>' in CLAIMS_PAGE, f"chapters/CLAIMS.md lacks {cid}"
     sources = "\n".join(c.source for c in code)
     assert re.search(r"Playground\(|_playground\(", sources), "every chapter has a playground"
     assert "application/vnd.jupyter.widget-view+json" in outputs, "its widgets, shown"

@@ -174,3 +174,14 @@ def test_aligned_checkpoints_show_what_chapters_08_and_09_claim():
     now = zoo.measure_assistant(checkpoints.load("dpo-online"))
     for key in ("correct_heldout", "abstained_unseen", "invented_strangers"):
         assert now[key] == pytest.approx(m["dpo-online"][key], abs=1e-3)
+
+
+def test_dpo_control_without_abstention_pairs():
+    """The control of chapters 00 and 09: "dpo" on the same pairs less every pair with an
+    'I don't know' answer loses the greedy abstention that "dpo" kept; neither samples it."""
+    control, dpo = checkpoints.manifest("dpo-noabstain"), checkpoints.manifest("dpo")
+    assert control["recipe"]["extra"]["drop_abstentions"] is True
+    assert control["recipe"]["train"] == dpo["recipe"]["train"]
+    c, d = control["metrics"], dpo["metrics"]
+    assert d["abstained_unseen"] > 0.8 > 0.2 > c["abstained_unseen"]
+    assert max(c["sampled_abstain_unseen"], d["sampled_abstain_unseen"]) < 0.1

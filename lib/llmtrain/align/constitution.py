@@ -1,12 +1,15 @@
-"""RLAIF: feedback from a written rule set and a model, instead of human labels.
+"""A rule-based reward from a written constitution: the simpler relative of RLAIF.
 
 Constitutional AI (Bai et al., 2022) and RLAIF (Lee et al., 2023) replace the
-human labeller with a model that judges responses against a short list of
-written principles. Here the "constitution" is a handful of principles, each
-a sentence a person wrote plus a check that scores a response against it,
-and the "AI" in the loop is a language model (the pretrained base model)
-that answers the one question the rules cannot: *have I ever read about
-this person?* (``NameFamiliarity``: how surprised the model is by the name).
+human labeller with a model that *judges* responses against a short list of
+written principles (for example by the probability it gives to "Yes" after a
+judging prompt), and its judgements label preference pairs or score answers.
+The course's models are too small to judge, so here the "constitution" is a
+handful of principles, each a sentence a person wrote plus a *rule* (Python
+code) that scores a response against it. One rule needs a model signal: *has a
+language model read about this person?* (``NameFamiliarity``: how surprised
+the pretrained base model is by the name, against a threshold). That is a
+measurement, not a judgement: the reward is rule-based.
 
 Nobody labels a single pair and nobody checks any fact: the rules know the
 world's vocabulary (which words are cities, fields, universities,
@@ -40,7 +43,7 @@ class Principle:
 
 
 class NameFamiliarity:
-    """The AI labeller's one judgment: has its language model read about this name?
+    """The one model signal of the rule-based reward: has a language model read about this name?
 
     Familiarity is the model's mean log-probability per token of the name
     after a neutral sentence start ("This is a page about"): names the model
@@ -128,7 +131,7 @@ def default_principles(world: World) -> list[Principle]:
 
 
 class Constitution:
-    """A reward function made of principles and an AI labeller's familiarity judgment.
+    """A rule-based reward function: written principles with rules, plus a familiarity signal.
 
     ``score(examples, responses)`` -> (B,) tensor: the weighted sum of every
     principle's check, usable as a ``ppo`` reward function.

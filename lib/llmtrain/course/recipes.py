@@ -35,8 +35,8 @@ class Recipe:
 
 
 # SFT data holds this many "I don't know." answers about strangers whose names sound like
-# the unseen people's (sft.abstention_examples): the form of an honest answer, which
-# chapter 08's reinforcement learning then makes reliable.
+# the unseen people's (sft.abstention_examples): the form of an honest answer (chapter 08
+# shows that reinforcement learning does not make it reliable here: the policy rarely samples it).
 SFT_ABSTAIN = 60
 
 
@@ -134,6 +134,18 @@ RECIPES: dict[str, Recipe] = {
         model=dict(parent="sft"),
         train=dict(steps=200, beta=0.1, lr=2e-5, batch_size=32),
         extra=dict(stage="dpo", pairs="reward", dtype="float16"),
+    ),
+    # Chapter 00/08/09's control: "dpo" on the same pairs less every pair with an
+    # "I don't know" answer on either side: what DPO does to abstention when its data
+    # never mentions it.
+    "dpo-noabstain": Recipe(
+        name="dpo-noabstain",
+        description="sft after 200 DPO steps (beta = 0.1) on the reward model's training "
+                    "pairs without any pair holding an 'I don't know' answer (a control)",
+        corpus=dict(pairs="reward"),
+        model=dict(parent="sft"),
+        train=dict(steps=200, beta=0.1, lr=2e-5, batch_size=32),
+        extra=dict(stage="dpo", pairs="reward", drop_abstentions=True, dtype="float16"),
     ),
     "dpo-online": Recipe(
         name="dpo-online",

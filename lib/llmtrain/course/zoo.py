@@ -37,6 +37,7 @@ from ..core.device import pick_device, set_threads
 from ..core.model import GPT
 from ..core.train import History, TrainConfig, Trainer
 from ..data.effects import misinformation, regurgitation, share_false
+from ..world.answers import says_dont_know
 from ..world.facts import accuracy, probe_facts
 from ..world.fiction import course_world
 from ..world.judge import bayes_accuracy
@@ -199,6 +200,9 @@ def _build_dpo(recipe: Recipe, tokens: torch.Tensor, device: str, progress: bool
                                          min_gap=recipe.extra["min_gap"])
     else:
         train, _ = preference_data(recipe.extra["pairs"])
+        if recipe.extra.get("drop_abstentions"):  # the control: no pair mentions abstaining
+            train = [p for p in train
+                     if not (says_dont_know(p.chosen) or says_dont_know(p.rejected))]
     history = policy_runs.run_dpo(model, tok, train, seed=recipe.seed, device=device,
                                   **recipe.train)
     return model, history, None
