@@ -57,10 +57,10 @@ def test_plain_papermill_stops_at_an_unknown_parameter(tmp_path):
 
 def test_the_section_timer_adds_up(capsys):
     timer = SectionTimer()
-    assert timer.lap("a") >= 0
+    assert timer.lap("a") is None             # a cell ending with lap(...) shows nothing
     timer.lap("b")
     timer.lap("a")
-    assert list(timer.seconds) == ["a", "b"]
+    assert list(timer.seconds) == ["a", "b"] and min(timer.seconds.values()) >= 0
     timer.report(10)
     out = capsys.readouterr().out
     assert out.startswith("seconds per section on this machine:") and "total" in out

@@ -146,13 +146,12 @@ class SectionTimer:
         self.seconds: dict[str, float] = {}
         self._last = time.perf_counter()
 
-    def lap(self, section: str) -> float:
-        """End ``section`` now; returns its seconds (a section timed twice adds up)."""
+    def lap(self, section: str) -> None:
+        """End ``section`` now (a section timed twice adds up). Returns nothing, so a cell
+        that ends with ``lap(...)`` prints nothing."""
         now = time.perf_counter()
-        took = now - self._last
-        self.seconds[section] = self.seconds.get(section, 0.0) + took
+        self.seconds[section] = self.seconds.get(section, 0.0) + now - self._last
         self._last = now
-        return took
 
     def report(self, width: int = 30) -> None:
         """Print every section's seconds and the total."""
