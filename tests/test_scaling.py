@@ -112,3 +112,95 @@ def test_real_runs_table_rows():
     assert all(math.isclose(r["flops_6nd"], 6 * r["params"] * r["tokens"]) for r in rows)
     chinchilla = next(r for r in rows if r["name"].startswith("Chinchilla"))
     assert chinchilla["tokens_per_param"] == pytest.approx(20)  # the Chinchilla rule of thumb
+
+
+# --- the IsoFLOP experiment ------------------------------------------------------------
+def test_model_params_matches_the_model():
+    from llmtrain.core.model import GPT, GPTConfig
+
+    for n_layer, n_embd in [(1, 16), (2, 24), (2, 64), (3, 96)]:
+        m = GPT(GPTConfig(vocab_size=300, block_size=32, n_layer=n_layer,
+                          n_head=max(1, n_embd // 32), n_embd=n_embd))
+        assert scaling.model_params(300, 32, n_layer, n_embd) == m.num_params()
+
+
+def test_steps_for_budget_spends_six_n_d():
+    n = scaling.model_params(2048, 64, 2, 32)
+    steps = scaling.steps_for_budget(6e10, n, 1024)
+    assert abs(scaling.training_flops(n, steps * 1024) - 6e10) <= scaling.training_flops(n, 512)
+    assert scaling.steps_for_budget(1.0, n, 1024) == 1  # at least one step
+    with pytest.raises(ValueError):
+        scaling.steps_for_budget(0, n, 1024)
+
+
+def test_fit_loss_law_recovers_a_known_floor_law():
+    n = np.geomspace(3e4, 1e6, 8)
+    law = scaling.fit_loss_law(n, 2.1 + 900 * n ** -0.62)
+    assert law.E == pytest.approx(2.1, abs=0.01)
+    assert law.alpha == pytest.approx(0.62, abs=0.005)
+    assert law.A == pytest.approx(900, rel=0.05)
+    assert law.r2 == pytest.approx(1.0, abs=1e-6) and law.B == 0.0
+    assert law(1e12) > 2.1 - 0.01  # never below its floor
+    with pytest.raises(ValueError):
+        law.optimal_n(1e15)  # the size-only law has no compute optimum
+
+
+def test_fit_loss_law_with_noise_and_a_data_term():
+    rng = np.random.default_rng(1)
+    n = np.repeat(np.geomspace(4e4, 7e5, 6), 3)
+    d = np.tile([1e5, 4e5, 1.6e6], 6) * rng.uniform(0.8, 1.25, n.size)
+    truth = scaling.LossLaw(E=1.8, A=300.0, alpha=0.5, B=2000.0, beta=0.45)
+    y = truth(n, d) + rng.normal(0, 0.005, n.size)
+    law = scaling.fit_loss_law(n, y, d)
+    assert law.E == pytest.approx(1.8, abs=0.15)
+    assert law.alpha == pytest.approx(0.5, abs=0.1) and law.beta == pytest.approx(0.45, abs=0.1)
+    assert law.r2 > 0.99
+    # the compute optimum from the fitted law lands near the true one
+    assert law.optimal_n(1e12) == pytest.approx(truth.optimal_n(1e12), rel=0.5)
+    few = n[::3]
+    noisy = scaling.fit_loss_law(few, (1.8 + 300 * few ** -0.5) * (1 + rng.normal(0, 0.01, 6)))
+    assert noisy.E > 0 and noisy.alpha > 0
+
+
+def test_optimal_n_is_the_minimum_of_the_law_at_fixed_compute():
+    law = scaling.LossLaw(E=1.5, A=400.0, alpha=0.4, B=900.0, beta=0.3)
+    c = 3e12
+    grid = np.geomspace(1e3, 1e9, 20001)
+    best = grid[np.argmin(law(grid, c / (6 * grid)))]
+    assert law.optimal_n(c) == pytest.approx(best, rel=0.01)
+
+
+def test_fit_loss_law_rejects_bad_input():
+    with pytest.raises(ValueError):
+        scaling.fit_loss_law([1e4, 2e4, 3e4], [3.0, 2.5, 2.2])  # 3 points, 3 parameters
+    with pytest.raises(ValueError):
+        scaling.fit_loss_law([1e4, 2e4, 3e4, -1], [3.0, 2.5, 2.2, 2.0])
+    with pytest.raises(ValueError):  # rising with N: no E, A >= 0 fits
+        scaling.fit_loss_law([1e4, 2e4, 4e4, 8e4], [2.0, 2.5, 3.0, 3.5])
+
+
+def test_isoflop_minimum_finds_the_vertex():
+    n = np.geomspace(2e4, 2e6, 7)
+    loss = 3.0 + 0.2 * (np.log(n) - np.log(2e5)) ** 2
+    m = scaling.isoflop_minimum(n, loss, budget=6e12)
+    assert m.n_opt == pytest.approx(2e5, rel=1e-6) and m.loss_opt == pytest.approx(3.0)
+    assert m.interior and m.curvature > 0
+    assert m.curve(n) == pytest.approx(loss)
+    assert m.d_opt == pytest.approx(6e12 / (6 * 2e5)) and m.tokens_per_param == pytest.approx(25)
+    edge = scaling.isoflop_minimum(n, np.linspace(4, 3, 7), budget=1e12)  # falling to the end
+    assert not edge.interior and edge.n_opt <= n.max()
+    with pytest.raises(ValueError):
+        scaling.isoflop_minimum([1, 2], [3, 2], budget=1.0)
+
+
+def test_train_point_spends_its_budget():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 64, (5000,), generator=g)
+    heldout = torch.randint(0, 64, (1000,), generator=g)
+    run = scaling.train_point(tokens, heldout, 64, 1, 16, flops=6 * 5500 * 4 * 256, block_size=16,
+                              batch_size=16, eval_windows=8)
+    assert run["n_params"] == scaling.model_params(64, 16, 1, 16)
+    assert run["tokens"] == run["steps"] * 256
+    assert run["flops"] == pytest.approx(run["budget"], rel=0.2)
+    assert math.isfinite(run["heldout_loss"]) and run["heldout_loss"] > 0
