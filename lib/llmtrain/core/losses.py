@@ -170,6 +170,43 @@ def ppo_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor,
     return loss, clip_fraction.detach()
 
 
+def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4
+                     ) -> torch.Tensor:
+    """GRPO's group-relative advantages (Shao et al., 2024): (n_prompts, group_size) -> same.
+
+    Each row holds the rewards of ``group_size`` responses sampled for one
+    prompt. A response's advantage is its reward minus its row's mean: better
+    than its siblings is pushed up, worse is pushed down, and the group's own
+    mean stands in for PPO's critic. With ``scale`` the result is divided by
+    (the row's standard deviation + ``eps``), the standard deviation as
+    ``torch.std`` computes it (with Bessel's correction, dividing by
+    group_size - 1). A row where every response got the same reward has
+    advantage 0 everywhere (no NaN): it carries no signal. ``scale=False`` is
+    Dr. GRPO's choice (Liu et al., 2025), which keeps rows with a small spread
+    from weighing more than the others.
+    """
+    if not isinstance(rewards, torch.Tensor):
+        raise TypeError(f"rewards must be a tensor of shape (n_prompts, group_size), got "
+                        f"{type(rewards).__name__}")
+    if rewards.ndim != 2 or rewards.shape[0] < 1:
+        raise ValueError(f"rewards must have shape (n_prompts, group_size), one row per prompt, "
+                         f"got {tuple(rewards.shape)}: reshape a flat tensor with "
+                         ".view(n_prompts, group_size)")
+    if rewards.shape[1] < 2:
+        raise ValueError(f"a group needs at least 2 responses to compare, got group_size="
+                         f"{rewards.shape[1]} (shape {tuple(rewards.shape)})")
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a number > 0 (it keeps a group of equal rewards from "
+                         f"dividing 0 by 0), got {eps!r}")
+    rewards = rewards.float()
+    if not bool(torch.isfinite(rewards).all()):
+        raise ValueError("rewards must be finite numbers (found NaN or inf)")
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if not scale:
+        return centred
+    return centred / (rewards.std(dim=1, keepdim=True) + eps)
+
+
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
              beta: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
