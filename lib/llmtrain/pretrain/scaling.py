@@ -45,6 +45,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core.batches import LMBatches, evaluate_loss
+from ..core.model import GPT, GPTConfig
+from ..core.train import TrainConfig, Trainer
+
 # --- assumptions for turning FLOPs into GPU time (stated, not measured) -------
 H100_BF16_DENSE_FLOPS = 989e12  # NVIDIA H100 SXM, bf16 tensor cores, dense (no sparsity): FLOP/s
 DEFAULT_UTILIZATION = 0.40  # model FLOPs utilisation; Llama 3 405B reported 38-43% (MFU)
@@ -253,9 +257,6 @@ def train_point(tokens: torch.Tensor, heldout: torch.Tensor, vocab_size: int, n_
     batches cycle through ``tokens`` (more than one epoch when D exceeds its length).
     Returns a plain dict (JSON-ready) describing the run.
     """
-    from llmtrain.core.batches import LMBatches, evaluate_loss
-    from llmtrain.core.model import GPT, GPTConfig
-    from llmtrain.core.train import TrainConfig, Trainer
 
     n_params = model_params(vocab_size, block_size, n_layer, n_embd)
     steps = steps_for_budget(flops, n_params, block_size * batch_size)
