@@ -262,3 +262,19 @@ def test_doctor_on_this_machine_exits_0():
     for label in ("Python", "torch", "device", "Jupyter kernel", "kernel config", "widgets",
                   "assets", "memory", "disk", "Chromium", "runs folder"):
         assert any(line[2:].startswith(label) for line in lines), label
+
+
+@pytest.mark.slow
+def test_the_doctor_runs_when_torch_itself_cannot_be_imported():
+    """The command line loads no torch before the doctor runs, so a broken install is reported,
+    not a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from llmtrain.course.cli import main\n"
+            "raise SystemExit(main(['doctor']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "torch" in done.stdout and "Traceback" not in done.stdout + done.stderr

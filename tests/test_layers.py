@@ -113,7 +113,7 @@ def test_the_checks_can_fail():
     loop = {"llmtrain.align.a": {"llmtrain.align.b"}, "llmtrain.align.b": {"llmtrain.align.a"}}
     assert find_cycle(loop) == ["llmtrain.align.a", "llmtrain.align.b", "llmtrain.align.a"]
     src = LIB / "course" / "runner.py"
-    assert "llmtrain.course.chapter" in imports_of("llmtrain.course.runner", src,
+    assert "llmtrain.course.paths" in imports_of("llmtrain.course.runner", src,
                                                    set(all_modules()))
 
 

@@ -18,6 +18,7 @@ import time
 import torch
 
 from ..core.device import describe, pick_device, seed_everything, set_threads
+from .paths import RECORD_KEY, RECORDS_ENV
 
 
 def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> torch.device:
@@ -163,8 +164,6 @@ class SectionTimer:
 
 # ---- key numbers for the headless runner -------------------------------------------------
 
-RECORDS_ENV = "LLMTRAIN_RECORDS"
-RECORD_KEY = "llmtrain/record"   # output metadata that holds a recorded value
 records: dict[str, dict] = {}
 
 

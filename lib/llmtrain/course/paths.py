@@ -20,6 +20,10 @@ ZOO_DIR = ASSETS / "zoo"
 TOKENIZER_PATH = ASSETS / "tokenizer" / "course.tiktoken"
 CHAPTERS_DIR = ROOT / "chapters"
 
+# How a chapter's key numbers (chapter.record) reach the runner and the committed notebook:
+RECORDS_ENV = "LLMTRAIN_RECORDS"  # the file the runner asks a chapter's kernel to append to
+RECORD_KEY = "llmtrain/record"    # output metadata that holds a recorded value
+
 
 def sha256_file(path: Path) -> str:
     """The sha256 of a file, read in 1 MB blocks."""

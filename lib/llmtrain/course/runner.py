@@ -22,9 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .chapter import RECORDS_ENV
 from .coursework import tag_exercises
-from .paths import CHAPTERS_DIR, writable_folder
+from .paths import CHAPTERS_DIR, RECORDS_ENV, writable_folder
 
 EPILOGUE_TAG = "llmtrain-runner"
 EPILOGUE = ("# Added by `python -m llmtrain run`: the kernel's peak memory, for the summary.\n"
