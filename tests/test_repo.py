@@ -20,7 +20,7 @@ def _pins(path):
 
 
 # In requirements.txt but not on Binder, each named in binder/requirements.txt's comments.
-NOT_ON_BINDER = {"playwright"}
+NOT_ON_BINDER = {"playwright", "jupyter-book"}
 
 
 def test_binder_pins_match_requirements():

@@ -9,6 +9,7 @@
     python -m llmtrain zoo build [NAME ...] [--tokenizer]
     python -m llmtrain zoo verify [--deep]
     python -m llmtrain doctor      what is wrong with this setup, each problem with its fix
+    python -m llmtrain site OUT/ [--base-url /PATH]   the course as a static website
 """
 
 from __future__ import annotations
@@ -144,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--deep", action="store_true", help="also re-measure the metrics")
     sub.add_parser("doctor", help="check this setup (Python, torch, Jupyter, assets, memory) "
                                   "before a chapter fails; 1 if a chapter cannot run")
+    site = sub.add_parser("site", help="the executed course as a static website (Jupyter Book "
+                                       "2; needs Node.js 18+ from your system's packages)")
+    site.add_argument("out", help="the folder to write (new, empty, or an earlier site)")
+    site.add_argument("--base-url", default="",
+                      help="the path it will be served under, e.g. /course for GitHub Pages")
+    site.add_argument("--chapters", nargs="*", default=[], help="only these chapters")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -156,6 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         from . import doctor
 
         return doctor.main()
+    if args.command == "site":
+        from .site import SiteError, build_site
+
+        try:
+            report = build_site(Path(args.out), [find_chapter(c) for c in args.chapters] or None,
+                                base_url=args.base_url)
+        except SiteError as e:
+            raise SystemExit(f"cannot build the website: {e}") from None
+        print(report.summary())
+        return 0
     if args.command == "student-edition":
         from .coursework import write_student_edition
 
