@@ -278,3 +278,20 @@ def test_the_doctor_runs_when_torch_itself_cannot_be_imported():
                           timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "torch" in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+def test_no_node_for_the_website_is_only_a_warning_with_the_install_line():
+    from llmtrain.course import site
+
+    r = doctor.check_website(problem=lambda: "Node.js is not installed; the website needs "
+                                             "Node.js 18: sudo apt-get install -y nodejs")
+    assert r.status == WARNING and "python -m llmtrain site" in r.detail
+    assert "apt-get install -y nodejs" in r.fix
+    old = doctor.check_website(problem=lambda: "Node.js 16.0.0 is too old for Jupyter Book; "
+                                               "install Node.js 18 or newer")
+    assert old.status == WARNING and old.fix.startswith("install Node.js 18")
+    here = doctor.check_website()
+    if site.node_problem() is None:
+        assert here.status == OK and "Node.js" in here.detail
+    else:
+        assert here.status == WARNING and here.fix

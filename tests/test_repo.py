@@ -55,10 +55,11 @@ def test_ci_runs_exactly_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci/run").read_text()
     for command in ("python3 -m venv .venv", ". .venv/bin/activate",
-                    "pip install -r requirements.txt", "apt-get install -y chromium", "pytest"):
+                    "pip install -r requirements.txt", "apt-get install -y chromium nodejs",
+                    "pytest"):
         assert command in readme, f"README lacks {command!r}"
         assert command in ci, f".ci/run lacks {command!r}"
-    # the browser test may skip on a student's machine, never in CI
+    # the browser and website tests may skip on a student's machine, never in CI
     assert 'export CI="${CI:-true}"' in ci
 
 

@@ -145,6 +145,45 @@ def lab_page(root: Path, viewport=(1280, 900)):
         server.stop()
 
 
+@contextmanager
+def site_page(folder: Path, viewport=(1280, 900)):
+    """A built website (``python -m llmtrain site``) served from ``folder`` on a free
+    localhost port, and a Playwright page in headless Chromium.
+
+    Yields ``(url, page, errors)``: ``url(path)`` is a page's address and ``errors``
+    collects the page's uncaught script errors and failed requests as they happen.
+    """
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    errors: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_executable(), headless=True,
+                                        args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+                page.on("pageerror", lambda e: errors.append(f"script error: {e}"))
+                page.on("response", lambda r: errors.append(f"{r.status} for {r.url}")
+                        if r.status >= 400 else None)
+                page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+                yield (lambda path="/": base + path), page, errors
+            finally:
+                browser.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def open_notebook(server: LabServer, page, name: str, timeout: float = 90) -> None:
     """Open ``name`` (relative to the server's root) and wait until its kernel is idle."""
     page.goto(server.url(f"lab/tree/{name}?reset"))

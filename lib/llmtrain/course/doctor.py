@@ -11,11 +11,12 @@ browser test) or was not checked, never something that stops a chapter.
 The checks: Python and torch (against the pin in requirements.txt), the device the chapters
 pick with ``device="auto"``, the Jupyter kernel "python3" and the course's kernel config,
 the widgets' front end in JupyterLab, the shipped assets against their manifests (sha256
-only, a second or two: no model is loaded), free memory and disk, Chromium, and the folder
-``python -m llmtrain run`` writes to. No module-level import here needs torch or Jupyter: a
-check that needs them imports them, and a broken install becomes that check's problem.
+only, a second or two: no model is loaded), free memory and disk, Chromium, Node.js for the
+website, and the folder ``python -m llmtrain run`` writes to. No module-level import here
+needs torch or Jupyter: a check that needs them imports them, and a broken install becomes
+that check's problem.
 
-Why one module: the checks are eleven small independent functions that read as one list,
+Why one module: the checks are twelve small independent functions that read as one list,
 in the order ``CHECKS`` runs them and the output shows them; split up, a reader would hunt
 through files for what one printed line means.
 """
@@ -487,6 +488,23 @@ def check_chromium(find: Callable[[], str | None] | None = None) -> Result:
     return Result(OK, "Chromium", f"{found} (for the browser test and the screenshots)")
 
 
+def check_website(problem: Callable[[], str | None] | None = None) -> Result:
+    """Node.js 18+ and the jupyter-book package, for ``python -m llmtrain site``: only the
+    website needs them, so missing is a warning."""
+    from . import site
+
+    why = (problem or site.node_problem)()
+    if why:
+        what, _, fix = why.partition("; ")
+        if not fix and ": " in what:
+            what, fix = what.split(": ", 1)
+        return Result(WARNING, "website", f"{what}: only `python -m llmtrain site` (the "
+                      "course as a website) and its test need it", fix or PIP_FIX)
+    version = ".".join(map(str, site.node_version() or ()))
+    return Result(OK, "website", f"Node.js {version} and jupyter-book "
+                  f"(for `python -m llmtrain site`)")
+
+
 def check_writable(folder: str | os.PathLike | None = None) -> Result:
     """The folder ``python -m llmtrain run`` writes to by default (runs/ in the current
     folder) can be written; it is not created: its nearest existing folder is tried."""
@@ -506,7 +524,7 @@ def check_writable(folder: str | os.PathLike | None = None) -> Result:
 
 CHECKS: tuple[Callable[[], Result | list[Result]], ...] = (
     check_python, check_torch, check_device, check_kernel, check_kernel_config, check_widgets,
-    check_assets, check_memory, check_disk, check_chromium, check_writable)
+    check_assets, check_memory, check_disk, check_chromium, check_website, check_writable)
 
 
 def run_checks(checks: Iterable[Callable] = CHECKS) -> Iterable[Result]:

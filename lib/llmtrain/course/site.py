@@ -321,17 +321,17 @@ def problems_in_log(log: str) -> tuple[list[str], list[str]]:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise SiteError(f"{out} is a file; give a folder for the website")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise SiteError(f"{out} is not empty and is not a website built by this command; "
-                        "give a new or empty folder (nothing was written)")
     resolved = out.resolve()
     inside = resolved.relative_to(ROOT).parts if ROOT in resolved.parents else ()
     if resolved == ROOT or (inside and inside[0] in {"chapters", "lib", "assets", "tests",
                                                        "binder", "benchmarks", ".git"}):
         raise SiteError(f"{out} is inside the course's own files; build the website elsewhere, "
                         "for example python -m llmtrain site _site")
+    if out.exists() and not out.is_dir():
+        raise SiteError(f"{out} is a file; give a folder for the website")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise SiteError(f"{out} is not empty and is not a website built by this command; "
+                        "give a new or empty folder (nothing was written)")
 
 
 def build_site(out: Path, chapters: list[Path] | None = None, *, base_url: str = "",
