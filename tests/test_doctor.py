@@ -287,8 +287,8 @@ def test_no_node_for_the_website_is_only_a_warning_with_the_install_line():
                                              "Node.js 18: sudo apt-get install -y nodejs")
     assert r.status == WARNING and "python -m llmtrain site" in r.detail
     assert "apt-get install -y nodejs" in r.fix
-    old = doctor.check_website(problem=lambda: "Node.js 16.0.0 is too old for Jupyter Book; "
-                                               "install Node.js 18 or newer")
+    old = doctor.check_website(problem=lambda: "Node.js 16.0.0 is not one Jupyter Book runs "
+                                               "on; install Node.js 18, 20, or 22 or newer")
     assert old.status == WARNING and old.fix.startswith("install Node.js 18")
     here = doctor.check_website()
     if site.node_problem() is None:

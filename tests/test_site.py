@@ -173,7 +173,9 @@ def test_without_node_the_fix_is_named_and_nothing_is_written(tmp_path, monkeypa
         cli_main(["site", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
     monkeypatch.setattr(site, "node_version", lambda node=None: (16, 20, 0))
-    assert "16.20.0 is too old" in site.node_problem()
+    assert "16.20.0 is not one Jupyter Book runs on" in site.node_problem()
+    monkeypatch.setattr(site, "node_version", lambda node=None: (21, 1, 0))
+    assert "install Node.js 18, 20, or 22" in site.node_problem()
 
 
 # ------------------------------------------------------------- the whole site

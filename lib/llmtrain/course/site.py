@@ -89,8 +89,8 @@ class SiteReport:
 
     def summary(self) -> str:
         lines = [f"Built {len(self.pages)} pages into {self.out} in {self.seconds:.0f} s.",
-                 f"Open {self.out / 'index.html'} in a browser, or serve the folder: "
-                 f"python -m http.server -d {self.out}"]
+                 f"To read it, serve the folder (its links need a web server): "
+                 f"python -m http.server -d {self.out} 8000, then open http://localhost:8000"]
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -119,9 +119,9 @@ def node_problem() -> str | None:
         return ("Node.js is not installed; the website needs Node.js 18 or newer from your "
                 "system's packages: sudo apt-get install -y nodejs (Debian, Ubuntu), "
                 "brew install node (macOS)")
-    if version[0] < NODE_MIN:
-        return (f"Node.js {'.'.join(map(str, version))} is too old for Jupyter Book; install "
-                f"Node.js {NODE_MIN} or newer from your system's packages")
+    if version[0] < NODE_MIN or version[0] in (19, 21):     # Jupyter Book takes 18, 20, 22+
+        return (f"Node.js {'.'.join(map(str, version))} is not one Jupyter Book runs on; "
+                f"install Node.js 18, 20, or 22 or newer from your system's packages")
     try:
         import jupyter_book  # noqa: F401
     except ImportError:
