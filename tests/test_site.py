@@ -132,6 +132,15 @@ def test_web_package_is_checked_cached_and_unpacked(tmp_path, monkeypatch):
     assert not (tmp_path / "evil").exists()
 
 
+def test_without_a_writable_cache_the_package_is_kept_for_one_build(tmp_path, monkeypatch):
+    data = _tarball({"package/dist/embed.js": b"js"})
+    pkg = site.WebPackage("thing", "1.0.0", site._sha512(data), keep="package/dist/")
+    monkeypatch.setattr(site, "_download", lambda p, folder: data)
+    (tmp_path / "home").write_text("a file where the cache folder would go")
+    path = site.web_package(pkg, tmp_path / "home" / "cache")
+    assert path.read_bytes() == data and tmp_path not in path.parents
+
+
 def test_a_changed_web_package_is_refused_and_not_cached(tmp_path, monkeypatch):
     pkg = site.WebPackage("thing", "1.0.0", "sha512-notthis", keep="package/")
     monkeypatch.setattr(site, "_download", lambda p, folder: b"something else")
@@ -216,6 +225,7 @@ def test_every_chapter_has_its_page_with_outputs_and_working_links(built_site):
     out, report = built_site
     chapters = _chapters()
     assert len(report.pages) == len(chapters) + 2            # home, chapters, claims
+    assert report.warnings == [], report.warnings            # e.g. a link MyST cannot resolve
     assert (out / site.MARKER).exists() and (out / "index.html").exists()
     pages = [out / "index.html"] + [out / slug / "index.html" for slug in report.pages[1:]]
     for nb, slug in zip(chapters, report.pages[1:]):

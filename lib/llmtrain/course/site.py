@@ -158,7 +158,11 @@ def web_package(pkg: WebPackage, cache: Path = CACHE) -> Path:
     path = cache / pkg.tarball
     if path.exists() and _sha512(path.read_bytes()) == pkg.integrity:
         return path
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:               # no writable home: keep it for this build only
+        cache = Path(tempfile.mkdtemp(prefix="llmtrain-web-"))
+        path = cache / pkg.tarball
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         try:
             data = _download(pkg, Path(tmp))
