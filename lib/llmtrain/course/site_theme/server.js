@@ -106,6 +106,11 @@ function mimeText(entry) {
   return entry.content ?? '';
 }
 
+// matplotlib's text form of a figure ("<Figure size 700x380 with 1 Axes>") says nothing.
+function altText(plain) {
+  return plain && !plain.startsWith('<Figure') ? plain : 'a plot made by the code above';
+}
+
 function renderOutput(data, ctx) {
   const kind = data.output_type;
   if (kind === 'stream') {
@@ -132,7 +137,7 @@ function renderOutput(data, ctx) {
     if (image && image.path) {
       ctx.images += 1;
       return `<div class="output image"><img src="${esc(asset(image.path.replace(/^\/?/, '/')))}" ` +
-        `alt="${esc(mimeText(bundle['text/plain']) || 'figure')}" loading="lazy"></div>`;
+        `alt="${esc(altText(mimeText(bundle['text/plain'])))}" loading="lazy"></div>`;
     }
   }
   const html = mimeText(bundle['text/html']);
