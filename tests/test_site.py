@@ -292,6 +292,19 @@ def test_a_chapter_page_in_the_browser_shows_its_title_plots_and_playground(buil
         assert page.locator(f"[id='{target}']").count() == 1
         page.goto(url("/"))
         assert page.locator("table a[href]").count() >= len(_chapters())
+        # search: "/" focuses the box, results list sections, Enter opens the first one
+        page.keyboard.press("/")
+        page.keyboard.type("perplexity bits")
+        first = page.locator("#search-results li a").first
+        first.wait_for(timeout=10_000)
+        assert "Next-token prediction" in first.inner_text()
+        assert page.locator("#search-results mark").count() >= 2
+        target = first.get_attribute("href")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**{target}")
+        assert page.locator(f"[id='{target.split('#')[1]}']").count() == 1
+        page.locator("#search").fill("zzqqxx nothing")
+        page.locator("#search-results .none").wait_for(timeout=10_000)
         assert errors == [], errors
 
 

@@ -290,8 +290,10 @@ function sidebar(config, project, slug) {
     items.push(`<li class="${page.slug === slug ? 'current' : ''}">` +
       `<a href="${BASE}/${esc(page.slug)}/">${esc(page.title)}</a></li>`);
   }
+  const search = '<input id="search" type="search" placeholder="Search the course ( / )" ' +
+    'aria-label="Search the course" autocomplete="off"><ol id="search-results" aria-live="polite"></ol>';
   return `<nav class="sidebar"><a class="site-title" href="${BASE}/">${esc(project.title)}</a>` +
-    `<ul>${items.join('')}</ul></nav>`;
+    `${search}<ul class="chapters">${items.join('')}</ul></nav>`;
 }
 
 function neighbours(project, slug) {
@@ -359,7 +361,7 @@ async function renderPage(slug) {
 <link rel="stylesheet" href="${BASE}/myst-theme.css">
 <link rel="stylesheet" href="${BASE}/katex/katex.min.css" onerror="this.remove()">
 </head>
-<body class="${isHome ? 'home' : 'chapter'}" data-images="${ctx.images}" data-widgets="${ctx.widgets}">
+<body class="${isHome ? 'home' : 'chapter'}" data-base="${esc(BASE)}">
 ${sidebar(config, project, slug)}
 <main>
 <article>
@@ -371,6 +373,7 @@ ${neighbours(project, slug)}
 ${outline}
 </main>
 ${widgetScripts}
+<script src="${BASE}/search.js" defer></script>
 </body>
 </html>
 `;
