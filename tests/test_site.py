@@ -317,3 +317,27 @@ def test_a_site_served_under_a_path_links_under_that_path(built_site, tmp_path):
     links.feed(next(out.glob("*/index.html")).read_text())
     local = [r for r in links.hrefs + links.srcs if not r.startswith(("http", "#"))]
     assert local and all(r.startswith("/course/") for r in local), local
+
+
+@pytest.mark.slow
+def test_every_chapters_playgrounds_are_drawn_from_their_saved_state(built_site):
+    """Each chapter page opened in Chromium: every widget output is drawn by the static
+    renderer (so the notebook saved the state of every widget it shows), none fails."""
+    why = browser.missing_requirements()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must open the website in a browser, but {why}")
+        pytest.skip(why)
+    out, report = built_site
+    with browser.site_page(out) as (url, page, errors):
+        for nb, slug in zip(_chapters(), report.pages[1:]):
+            page.goto(url(f"/{slug}/"))
+            page.wait_for_load_state("networkidle")
+            views = page.locator(".output.widget")
+            assert views.count() >= 1, f"{nb.name}: no playground on its page"
+            undrawn = page.evaluate("""() => [...document.querySelectorAll('.output.widget')]
+                .filter(w => !w.querySelector('.jupyter-widgets'))
+                .map(w => w.innerText.slice(0, 120))""")
+            assert undrawn == [], f"{nb.name}: widgets not drawn: {undrawn}"
+            assert "Error displaying widget" not in page.inner_text("body"), nb.name
+        assert errors == [], errors
