@@ -305,6 +305,12 @@ def test_a_chapter_page_in_the_browser_shows_its_title_plots_and_playground(buil
         assert page.locator(f"[id='{target.split('#')[1]}']").count() == 1
         page.locator("#search").fill("zzqqxx nothing")
         page.locator("#search-results .none").wait_for(timeout=10_000)
+        # on a phone the chapter list starts folded, so the chapter is on the first screen
+        assert page.locator("details.chapters").get_attribute("open") is not None
+        page.set_viewport_size({"width": 420, "height": 900})
+        page.goto(url(f"/{slug}/"))
+        assert page.locator("details.chapters").get_attribute("open") is None
+        assert page.locator("h1.title").bounding_box()["y"] < 900
         assert errors == [], errors
 
 

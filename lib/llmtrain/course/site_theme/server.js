@@ -293,7 +293,10 @@ function sidebar(config, project, slug) {
   const search = '<input id="search" type="search" placeholder="Search the course ( / )" ' +
     'aria-label="Search the course" autocomplete="off"><ol id="search-results" aria-live="polite"></ol>';
   return `<nav class="sidebar"><a class="site-title" href="${BASE}/">${esc(project.title)}</a>` +
-    `${search}<ul class="chapters">${items.join('')}</ul></nav>`;
+    `${search}<details class="chapters" open><summary>Chapters</summary><ul>${items.join('')}</ul></details>` +
+    // On a phone the list would push the chapter a screen down: it starts folded there.
+    `<script>if (matchMedia('(max-width: 800px)').matches) document.querySelector('details.chapters').open = false;</script>` +
+    '</nav>';
 }
 
 function neighbours(project, slug) {
