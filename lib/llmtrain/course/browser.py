@@ -151,7 +151,8 @@ def site_page(folder: Path, viewport=(1280, 900)):
     localhost port, and a Playwright page in headless Chromium.
 
     Yields ``(url, page, errors)``: ``url(path)`` is a page's address and ``errors``
-    collects the page's uncaught script errors and failed requests as they happen.
+    collects the page's uncaught script errors, error responses and failed requests
+    (except loads cut short by leaving a page) as they happen.
     """
     import functools
     import http.server
@@ -178,7 +179,11 @@ def site_page(folder: Path, viewport=(1280, 900)):
                 page.on("pageerror", lambda e: errors.append(f"script error: {e}"))
                 page.on("response", lambda r: errors.append(f"{r.status} for {r.url}")
                         if r.status >= 400 else None)
-                page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+                # A load cut short by leaving the page (net::ERR_ABORTED) is not a fault; a
+                # missing file is a 404 response, caught above.
+                page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} "
+                                                                 f"({r.failure})")
+                        if "ERR_ABORTED" not in (r.failure or "") else None)
                 yield (lambda path="/": base + path), page, errors
             finally:
                 browser.close()
