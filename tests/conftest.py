@@ -16,6 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 
 
+def require(why: str | None, in_ci: str) -> None:
+    """Skip the test when ``why`` (what is missing) is set, but fail it under CI=true,
+    where it must run: ``in_ci`` says what CI must do."""
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"{in_ci}, but {why}")
+        pytest.skip(why)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` run only where CUDA is available."""
     import torch

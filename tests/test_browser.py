@@ -15,7 +15,7 @@ import pytest
 
 from llmtrain.course import browser
 
-from .conftest import CHAPTERS, ROOT
+from .conftest import CHAPTERS, ROOT, require
 
 CHAPTER = CHAPTERS / "02_gradient_descent.ipynb"
 PLAYGROUND = "Descend a landscape"      # the title shown in the playground's output
@@ -23,11 +23,7 @@ PLAYGROUND = "Descend a landscape"      # the title shown in the playground's ou
 
 @pytest.fixture(scope="module")
 def lab_notebook(tmp_path_factory):
-    why = browser.missing_requirements()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test, but {why}")
-        pytest.skip(why)
+    require(browser.missing_requirements(), "CI must run the browser test")
     root = tmp_path_factory.mktemp("lab")
     return root, browser.prepare_quick(CHAPTER, root)
 

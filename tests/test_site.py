@@ -25,15 +25,12 @@ import pytest
 
 from llmtrain.course import browser, site
 from llmtrain.course.cli import main as cli_main
+from llmtrain.course.runner import chapters
 
-from .conftest import CHAPTERS, ROOT
+from .conftest import CHAPTERS, ROOT, require
 
 CHAPTER = "02_gradient_descent.ipynb"     # the chapter opened in the browser
 PLAYGROUND_TITLE = "Descend a landscape"
-
-
-def _chapters() -> list[Path]:
-    return sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
 
 
 def _title(nb: Path) -> str:
@@ -57,9 +54,8 @@ def _plain(text: str) -> str:
 
 def test_home_page_is_the_readme_intro_commands_and_chapter_table():
     readme = (ROOT / "README.md").read_text()
-    images: list[str] = []
-    names = [c.name for c in _chapters()]
-    page = site.home_page(readme, names, images)
+    names = [c.name for c in chapters()]
+    page, images = site.home_page(readme, names)
     assert page.startswith('---\ntitle: "How LLMs Are Trained"\n---')
     assert "## Start" in page and "## The chapters" in page and "## Troubleshooting" not in page
     assert "pip install -r requirements.txt" in page
@@ -76,7 +72,7 @@ def test_home_page_is_the_readme_intro_commands_and_chapter_table():
 def test_home_page_needs_the_readme_sections():
     with pytest.raises(site.SiteError, match="## The chapters"):
         site.home_page("# T\n\n[![Binder](x)](https://mybinder.org/v2/gh/a/b/main)\n"
-                       "## Start\n\nx\n", [], [])
+                       "## Start\n\nx\n", [])
     with pytest.raises(site.SiteError, match="Binder badge"):
         site.repository("# T\n\nno badge\n")
 
@@ -205,11 +201,7 @@ class _Links(HTMLParser):
 
 @pytest.fixture(scope="module")
 def built_site(tmp_path_factory):
-    why = site.node_problem()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must build the website, but {why}")
-        pytest.skip(why)
+    require(site.node_problem(), "CI must build the website")
     out = tmp_path_factory.mktemp("site") / "course"
     try:
         report = site.build_site(out, log=lambda *a: None)
@@ -223,12 +215,12 @@ def built_site(tmp_path_factory):
 @pytest.mark.slow
 def test_every_chapter_has_its_page_with_outputs_and_working_links(built_site):
     out, report = built_site
-    chapters = _chapters()
-    assert len(report.pages) == len(chapters) + 2            # home, chapters, claims
+    notebooks = chapters()
+    assert len(report.pages) == len(notebooks) + 2           # home, chapters, claims
     assert report.warnings == [], report.warnings            # e.g. a link MyST cannot resolve
     assert (out / site.MARKER).exists() and (out / "index.html").exists()
     pages = [out / "index.html"] + [out / slug / "index.html" for slug in report.pages[1:]]
-    for nb, slug in zip(chapters, report.pages[1:]):
+    for nb, slug in zip(notebooks, report.pages[1:]):
         html = (out / slug / "index.html").read_text()
         h1 = re.search(r'<h1 class="title">(.*?)</h1>', html)
         assert h1 and _plain(h1.group(1)) == _plain(_title(nb)), nb.name
@@ -252,14 +244,10 @@ def test_every_chapter_has_its_page_with_outputs_and_working_links(built_site):
 
 @pytest.mark.slow
 def test_a_chapter_page_in_the_browser_shows_its_title_plots_and_playground(built_site, tmp_path):
-    why = browser.missing_requirements()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must open the website in a browser, but {why}")
-        pytest.skip(why)
+    require(browser.missing_requirements(), "CI must open the website in a browser")
     out, report = built_site
     nb = CHAPTERS / CHAPTER
-    slug = report.pages[1 + [c.name for c in _chapters()].index(CHAPTER)]
+    slug = report.pages[1 + [c.name for c in chapters()].index(CHAPTER)]
     shots = Path(os.environ.get("LLMTRAIN_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with browser.site_page(out) as (url, page, errors):
@@ -291,7 +279,7 @@ def test_a_chapter_page_in_the_browser_shows_its_title_plots_and_playground(buil
         page.wait_for_load_state("networkidle")
         assert page.locator(f"[id='{target}']").count() == 1
         page.goto(url("/"))
-        assert page.locator("table a[href]").count() >= len(_chapters())
+        assert page.locator("table a[href]").count() >= len(chapters())
         # search: "/" focuses the box, results list sections, Enter opens the first one
         page.keyboard.press("/")
         page.keyboard.type("perplexity bits")
@@ -329,14 +317,10 @@ def test_a_site_served_under_a_path_links_under_that_path(built_site, tmp_path):
 def test_every_chapters_playgrounds_are_drawn_from_their_saved_state(built_site):
     """Each chapter page opened in Chromium: every widget output is drawn by the static
     renderer (so the notebook saved the state of every widget it shows), none fails."""
-    why = browser.missing_requirements()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must open the website in a browser, but {why}")
-        pytest.skip(why)
+    require(browser.missing_requirements(), "CI must open the website in a browser")
     out, report = built_site
     with browser.site_page(out) as (url, page, errors):
-        for nb, slug in zip(_chapters(), report.pages[1:]):
+        for nb, slug in zip(chapters(), report.pages[1:]):
             page.goto(url(f"/{slug}/"))
             page.wait_for_load_state("networkidle")
             views = page.locator(".output.widget")

@@ -127,20 +127,26 @@ class LabServer:
 
 
 @contextmanager
-def lab_page(root: Path, viewport=(1280, 900)):
-    """A started Lab server on ``root`` and a Playwright page in headless Chromium."""
+def chromium_page(viewport=(1280, 900)):
+    """A Playwright page in headless Debian Chromium, closed with its browser afterwards."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_executable(), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        finally:
+            browser.close()
+
+
+@contextmanager
+def lab_page(root: Path, viewport=(1280, 900)):
+    """A started Lab server on ``root`` and a Playwright page in headless Chromium."""
     server = LabServer(root).start()
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium_executable(), headless=True,
-                                        args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-                yield server, page
-            finally:
-                browser.close()
+        with chromium_page(viewport) as page:
+            yield server, page
     finally:
         server.stop()
 
@@ -158,8 +164,6 @@ def site_page(folder: Path, viewport=(1280, 900)):
     import http.server
     import threading
 
-    from playwright.sync_api import sync_playwright
-
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):        # no line per request in the test's output
             pass
@@ -171,22 +175,16 @@ def site_page(folder: Path, viewport=(1280, 900)):
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     errors: list[str] = []
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium_executable(), headless=True,
-                                        args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-                page.on("pageerror", lambda e: errors.append(f"script error: {e}"))
-                page.on("response", lambda r: errors.append(f"{r.status} for {r.url}")
-                        if r.status >= 400 else None)
-                # A load cut short by leaving the page (net::ERR_ABORTED) is not a fault; a
-                # missing file is a 404 response, caught above.
-                page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} "
-                                                                 f"({r.failure})")
-                        if "ERR_ABORTED" not in (r.failure or "") else None)
-                yield (lambda path="/": base + path), page, errors
-            finally:
-                browser.close()
+        with chromium_page(viewport) as page:
+            page.on("pageerror", lambda e: errors.append(f"script error: {e}"))
+            page.on("response", lambda r: errors.append(f"{r.status} for {r.url}")
+                    if r.status >= 400 else None)
+            # A load cut short by leaving the page (net::ERR_ABORTED) is not a fault; a
+            # missing file is a 404 response, caught above.
+            page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} "
+                                                             f"({r.failure})")
+                    if "ERR_ABORTED" not in (r.failure or "") else None)
+            yield (lambda path="/": base + path), page, errors
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .paths import CHAPTERS_DIR, ROOT
+from .runner import chapters as all_chapters
 
 THEME = Path(__file__).with_name("site_theme")
 MARKER = ".llmtrain-site"          # written into a built site: `site` may replace that folder
@@ -219,12 +220,12 @@ def _section(readme: str, heading: str) -> str:
     return m.group(0)
 
 
-def home_page(readme: str, chapters: list[str], images: list[str]) -> str:
+def home_page(readme: str, chapters: list[str]) -> tuple[str, list[str]]:
     """The home page's MyST markdown: the README's introduction, its two commands and its
-    chapter table, with links to chapters made links to their pages.
+    chapter table, with links to chapters made links to their pages; and the repository's
+    image files it shows (to be copied next to the page).
 
-    Relative links to other files of the repository point at GitHub; the images it
-    shows are listed in ``images`` (to be copied next to the page).
+    Relative links to other files of the repository point at GitHub.
     """
     owner, name, branch = repository(readme)
     title, _, rest = readme.partition("\n")
@@ -234,6 +235,7 @@ def home_page(readme: str, chapters: list[str], images: list[str]) -> str:
     text = "\n\n".join([intro.strip(), _section(readme, "Start").strip(),
                         _section(readme, "The chapters").strip()])
     blob = f"https://github.com/{owner}/{name}/blob/{branch}/"
+    images: list[str] = []
 
     def relink(m: re.Match) -> str:
         bang, label, target = m.group(1), m.group(2), m.group(3)
@@ -252,7 +254,7 @@ def home_page(readme: str, chapters: list[str], images: list[str]) -> str:
     text = re.sub(r"(!)\[([^\[\]]*)\]\(([^)\s]+)\)", relink, text)     # images first
     text = re.sub(r"(?<!!)()\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)", relink, text)
     front = f"---\ntitle: {json.dumps(title.lstrip('# ').strip())}\n---\n\n"
-    return front + text + "\n"
+    return front + text + "\n", images
 
 
 def myst_config(title: str, chapters: list[str], owner: str, name: str, branch: str,
@@ -293,8 +295,8 @@ def stage_project(stage: Path, chapters: list[Path], cache: Path = CACHE) -> lis
     # The claims' HTML anchors (<a id="c1"></a>, kept for GitHub) as MyST targets: (c1)=
     claims = re.sub(r'^<a id="([\w-]+)"></a>', r"(\1)=\n", claims, flags=re.M)
     (stage / "CLAIMS.md").write_text(claims)
-    images: list[str] = []
-    (stage / "index.md").write_text(home_page(readme, names, images))
+    page, images = home_page(readme, names)
+    (stage / "index.md").write_text(page)
     for image in images:
         (stage / image).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / image, stage / image)
@@ -346,8 +348,6 @@ def build_site(out: Path, chapters: list[Path] | None = None, *, base_url: str =
     the path the site will be served under (``/course`` for a GitHub Pages project
     site), empty for the root of a domain or for opening the files.
     """
-    from .runner import chapters as all_chapters
-
     out = Path(out)
     _check_out(out)
     why = node_problem()

@@ -333,8 +333,7 @@ function actions(config, page, isHome) {
   return links.length ? `<div class="actions">${links.join('')}</div>` : '';
 }
 
-async function renderPage(slug) {
-  const config = await getJson('/config.json');
+async function renderPage(config, slug) {
   const project = config.projects[0];
   const page = await getJson(`/content/${slug}.json`);
   const ctx = { outline: [], widgets: 0, images: 0, unknown: new Set() };
@@ -401,7 +400,7 @@ async function answer(url) {
   const path = decodeURIComponent(new URL(url, 'http://x').pathname).replace(/^\/+/, '').replace(/\/+$/, '');
   const config = await getJson('/config.json');
   const project = config.projects[0];
-  if (path === '' || path === 'index.html') return ['text/html', await renderPage(project.index)];
+  if (path === '' || path === 'index.html') return ['text/html', await renderPage(config, project.index)];
   if (path === 'myst-theme.css') return ['text/css', require('fs').readFileSync(`${__dirname}/course.css`)];
   if (path === 'robots.txt') return ['text/plain', 'User-agent: *\nAllow: /\n'];
   if (path === 'favicon.ico') return ['image/x-icon', favicon()];
@@ -412,7 +411,7 @@ async function answer(url) {
     return ['application/json', JSON.stringify(await getJson(`/content/${slug}.json`))];
   }
   const slugs = new Set([project.index, ...(project.pages || []).map((p) => p.slug)]);
-  if (slugs.has(path)) return ['text/html', await renderPage(path)];
+  if (slugs.has(path)) return ['text/html', await renderPage(config, path)];
   return null;
 }
 
