@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import tarfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -147,6 +148,12 @@ def test_a_changed_web_package_is_refused_and_not_cached(tmp_path, monkeypatch):
     def offline(p, folder):
         raise OSError("no route to host")
     monkeypatch.setattr(site, "_download", offline)
+    with pytest.raises(site.SiteError, match="needs it once"):
+        site.web_package(pkg, tmp_path)
+
+    def npm_hangs(p, folder):
+        raise subprocess.TimeoutExpired("npm pack", 300)
+    monkeypatch.setattr(site, "_download", npm_hangs)
     with pytest.raises(site.SiteError, match="needs it once"):
         site.web_package(pkg, tmp_path)
 

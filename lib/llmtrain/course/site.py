@@ -167,7 +167,7 @@ def web_package(pkg: WebPackage, cache: Path = CACHE) -> Path:
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         try:
             data = _download(pkg, Path(tmp))
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:     # offline, refused, npm hung
             raise SiteError(
                 f"could not download {pkg.name}@{pkg.version} from the npm registry ({exc}); "
                 f"the website needs it once (it is then kept in {cache}): connect to the "
